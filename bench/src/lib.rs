@@ -1,0 +1,2 @@
+//! Shared fixtures for dcnet benchmarks.
+#![forbid(unsafe_code)]

@@ -1,0 +1,293 @@
+//! Key graphs: which clients of a DC net share an edge seed (DESIGN §1).
+//!
+//! Policy: every client has at least `k >= 3` neighbours, neighbours are drawn at random (by the
+//! provider, never by a client) and the graph is connected. A curious provider knows the graph,
+//! so these rules are what stops it from isolating a household with a few colluding neighbours.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::Rng;
+use rand::seq::SliceRandom;
+
+/// The smallest neighbour count DESIGN §1 allows as policy.
+pub const MIN_DEGREE: usize = 3;
+
+/// Why a key graph could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphError {
+    /// The requested degree is below the policy minimum.
+    #[error("degree k = {0} is below the minimum of {MIN_DEGREE} neighbours per client")]
+    DegreeTooSmall(usize),
+    /// Too few clients for every one of them to get `k` distinct neighbours.
+    #[error("net {net} has {clients} clients; every client having {k} neighbours needs at least {} clients", k + 1)]
+    TooFewClients { net: u32, clients: usize, k: usize },
+    /// A client id appears twice in the client list.
+    #[error("net {net}: client {client} is listed twice")]
+    DuplicateClient { net: u32, client: u32 },
+    /// An edge joins a client to itself.
+    #[error("net {net}: client {client} cannot share an edge with itself")]
+    SelfEdge { net: u32, client: u32 },
+}
+
+/// The key graph of one DC net: an undirected simple graph over client ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGraph {
+    dc_net_id: u32,
+    /// Client ids in ascending order; a client's position here indexes `neighbours`.
+    clients: Vec<u32>,
+    /// For each client, its neighbours' ids in ascending order.
+    neighbours: Vec<Vec<u32>>,
+}
+
+impl KeyGraph {
+    /// Builds the graph from its edge list, as read from `graph.csv`. The roster is every client
+    /// that appears in an edge; repeated edges (in either direction) collapse into one.
+    pub fn from_edges(
+        dc_net_id: u32,
+        edges: impl IntoIterator<Item = (u32, u32)>,
+    ) -> Result<Self, GraphError> {
+        let mut adjacency: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+        for (a, b) in edges {
+            if a == b {
+                return Err(GraphError::SelfEdge {
+                    net: dc_net_id,
+                    client: a,
+                });
+            }
+            adjacency.entry(a).or_default().insert(b);
+            adjacency.entry(b).or_default().insert(a);
+        }
+        Ok(Self {
+            dc_net_id,
+            clients: adjacency.keys().copied().collect(),
+            neighbours: adjacency
+                .into_values()
+                .map(|set| set.into_iter().collect())
+                .collect(),
+        })
+    }
+
+    /// A random connected graph over `clients` in which every client has at least `k`
+    /// neighbours, fully determined by `rng`.
+    ///
+    /// A random ring makes the graph connected; then each client short of `k` neighbours is
+    /// linked to random clients, preferring those that are short too, so degrees stay close to
+    /// `k` and no client can predict or choose its neighbours.
+    pub fn random(
+        dc_net_id: u32,
+        clients: &[u32],
+        k: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self, GraphError> {
+        if k < MIN_DEGREE {
+            return Err(GraphError::DegreeTooSmall(k));
+        }
+        let n = clients.len();
+        if n <= k {
+            return Err(GraphError::TooFewClients {
+                net: dc_net_id,
+                clients: n,
+                k,
+            });
+        }
+        let mut sorted = clients.to_vec();
+        sorted.sort_unstable();
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(GraphError::DuplicateClient {
+                net: dc_net_id,
+                client: pair[0],
+            });
+        }
+
+        // Work on positions 0..n of the sorted roster, then translate back to ids.
+        let mut adjacency: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(rng);
+        for (pos, &a) in order.iter().enumerate() {
+            let b = order[(pos + 1) % n];
+            adjacency[a].insert(b);
+            adjacency[b].insert(a);
+        }
+        for &a in &order {
+            while adjacency[a].len() < k {
+                let b = pick_partner(a, &adjacency, k, rng);
+                adjacency[a].insert(b);
+                adjacency[b].insert(a);
+            }
+        }
+        Ok(Self {
+            dc_net_id,
+            neighbours: adjacency
+                .into_iter()
+                .map(|set| set.into_iter().map(|p| sorted[p]).collect())
+                .collect(),
+            clients: sorted,
+        })
+    }
+
+    /// The net this graph belongs to.
+    pub fn dc_net_id(&self) -> u32 {
+        self.dc_net_id
+    }
+
+    /// The roster: every client id, ascending.
+    pub fn clients(&self) -> &[u32] {
+        &self.clients
+    }
+
+    /// Number of clients in the roster.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Whether the roster is empty.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// The position of `client` in [`Self::clients`], if it is on the roster.
+    pub fn index_of(&self, client: u32) -> Option<usize> {
+        self.clients.binary_search(&client).ok()
+    }
+
+    /// The neighbours of `client` (ascending), or `None` if it is not on the roster.
+    pub fn neighbours(&self, client: u32) -> Option<&[u32]> {
+        self.index_of(client).map(|i| self.neighbours[i].as_slice())
+    }
+
+    /// The neighbours of the client at roster position `index`.
+    pub fn neighbours_at(&self, index: usize) -> &[u32] {
+        &self.neighbours[index]
+    }
+
+    /// Every edge once, as `(lower id, higher id)`, in ascending order.
+    pub fn edges(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.clients
+            .iter()
+            .zip(&self.neighbours)
+            .flat_map(|(&a, ns)| {
+                ns.iter()
+                    .copied()
+                    .filter(move |&b| a < b)
+                    .map(move |b| (a, b))
+            })
+    }
+
+    /// Number of edges.
+    pub fn edge_count(&self) -> usize {
+        self.neighbours.iter().map(Vec::len).sum::<usize>() / 2
+    }
+
+    /// The smallest neighbour count of any client (0 for an empty graph).
+    pub fn min_degree(&self) -> usize {
+        self.neighbours.iter().map(Vec::len).min().unwrap_or(0)
+    }
+
+    /// Whether every client can reach every other one through edges.
+    pub fn is_connected(&self) -> bool {
+        let n = self.clients.len();
+        if n == 0 {
+            return true;
+        }
+        let mut seen = vec![false; n];
+        let mut stack = vec![0usize];
+        seen[0] = true;
+        let mut reached = 1;
+        while let Some(i) = stack.pop() {
+            for &b in &self.neighbours[i] {
+                if let Some(j) = self.index_of(b) {
+                    if !seen[j] {
+                        seen[j] = true;
+                        reached += 1;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        reached == n
+    }
+}
+
+/// Picks a random new neighbour for position `a`: a client still short of `k` neighbours when a
+/// few random draws find one, any non-neighbour otherwise.
+fn pick_partner(a: usize, adjacency: &[BTreeSet<usize>], k: usize, rng: &mut impl Rng) -> usize {
+    let n = adjacency.len();
+    let eligible = |b: usize| b != a && !adjacency[a].contains(&b);
+    for _ in 0..64 {
+        let b = rng.gen_range(0..n);
+        if eligible(b) && adjacency[b].len() < k {
+            return b;
+        }
+    }
+    let candidates: Vec<usize> = (0..n).filter(|&b| eligible(b)).collect();
+    // `n > k` and `a` has fewer than `k` neighbours, so at least one candidate exists.
+    candidates[rng.gen_range(0..candidates.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn rejects_policy_violations() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(
+            KeyGraph::random(1, &[1, 2, 3, 4, 5], 2, &mut rng),
+            Err(GraphError::DegreeTooSmall(2))
+        );
+        assert!(matches!(
+            KeyGraph::random(1, &[1, 2, 3], 3, &mut rng),
+            Err(GraphError::TooFewClients {
+                clients: 3,
+                k: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            KeyGraph::random(1, &[1, 2, 3, 4, 2], 3, &mut rng),
+            Err(GraphError::DuplicateClient { client: 2, .. })
+        ));
+        assert!(matches!(
+            KeyGraph::from_edges(1, [(1, 2), (3, 3)]),
+            Err(GraphError::SelfEdge { client: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn from_edges_collapses_repeats_and_lists_the_roster() {
+        let graph = KeyGraph::from_edges(9, [(5, 1), (1, 5), (1, 7)]).unwrap();
+        assert_eq!(graph.clients(), &[1, 5, 7]);
+        assert_eq!(graph.neighbours(1), Some(&[5, 7][..]));
+        assert_eq!(graph.edges().collect::<Vec<_>>(), vec![(1, 5), (1, 7)]);
+        assert_eq!(graph.edge_count(), 2);
+        assert!(graph.is_connected());
+        assert!(
+            !KeyGraph::from_edges(9, [(1, 2), (3, 4)])
+                .unwrap()
+                .is_connected()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn random_graphs_follow_the_policy(seed in any::<u64>(), n in 4usize..200, k in 3usize..8) {
+            prop_assume!(n > k);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let clients: Vec<u32> = (0..n as u32).map(|i| i * 7 + 3).collect();
+            let graph = KeyGraph::random(4, &clients, k, &mut rng).unwrap();
+            prop_assert!(graph.min_degree() >= k);
+            prop_assert!(graph.is_connected());
+            prop_assert_eq!(graph.len(), n);
+            // Symmetric adjacency: the edge list rebuilds the same graph.
+            let rebuilt = KeyGraph::from_edges(4, graph.edges()).unwrap();
+            prop_assert_eq!(&rebuilt, &graph);
+            // Deterministic from the seed.
+            let again = KeyGraph::random(4, &clients, k, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+            prop_assert_eq!(again, graph);
+        }
+    }
+}

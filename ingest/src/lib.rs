@@ -1,0 +1,2 @@
+//! ingest
+#![forbid(unsafe_code)]
