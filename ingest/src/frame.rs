@@ -1,0 +1,481 @@
+//! Frame v1: one gateway message (DESIGN §3, normative).
+//!
+//! ```text
+//! offset size field
+//!  0     2    magic "DC"          16    4    round
+//!  2     1    version = 1         20    4    crc32c (of the frame with this field zeroed)
+//!  3     1    notification 1..=5  24    8    timestamp, ms since the Unix epoch
+//!  4     1    flags (bit 0 = tx)  32    8·L  data: L lanes of u64
+//!  5     1    lanes L, 1..=32
+//!  6     2    reserved = 0
+//!  8     4    dc_net_id
+//! 12     4    client_id
+//! ```
+//! All integers are little-endian. Decoding is "parse, don't validate": [`FrameView::parse`]
+//! yields a view whose every field is known to be valid, or a [`FrameError`] saying why not.
+
+use engine::MAX_LANES;
+
+/// Size of the fixed part of a frame, before the lanes.
+pub const FRAME_HEADER_LEN: usize = 32;
+/// The two magic bytes, ASCII "DC".
+pub const FRAME_MAGIC: [u8; 2] = *b"DC";
+/// The only frame version this crate reads and writes.
+pub const FRAME_VERSION: u8 = 1;
+/// Flag bit 0: the transmission bit.
+pub const FLAG_TRANSMISSION: u8 = 0b1;
+
+const CRC_RANGE: std::ops::Range<usize> = 20..24;
+
+/// The byte length of a frame with `lanes` lanes: `32 + 8·L`.
+pub const fn frame_len(lanes: usize) -> usize {
+    FRAME_HEADER_LEN + 8 * lanes
+}
+
+/// The notification code of a frame (DESIGN §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Notification {
+    /// A gateway wants to join a DC net.
+    Register = 1,
+    /// Seeds are exchanged with the assigned neighbours; the gateway is ready.
+    Joined = 2,
+    /// A client leaves; its neighbours drop their shared seeds.
+    Exit = 3,
+    /// A corrected local superposition after a neighbour was missing.
+    Resend = 4,
+    /// The round's local superposition.
+    Transmit = 5,
+}
+
+impl Notification {
+    /// All notifications in code order.
+    pub const ALL: [Notification; 5] = [
+        Self::Register,
+        Self::Joined,
+        Self::Exit,
+        Self::Resend,
+        Self::Transmit,
+    ];
+
+    /// The notification with wire code `code`, if it is one.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| *n as u8 == code)
+    }
+
+    /// The wire code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The lowercase name DESIGN §1 gives the notification.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Joined => "joined",
+            Self::Exit => "exit",
+            Self::Resend => "resend",
+            Self::Transmit => "transmit",
+        }
+    }
+}
+
+impl std::fmt::Display for Notification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why bytes are not a valid frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Fewer bytes than a whole frame.
+    #[error("truncated frame: {got} of {needed} bytes")]
+    Truncated { needed: usize, got: usize },
+    /// Bytes between frames that are too few to be one (found while resynchronising).
+    #[error("{0} stray bytes between frames")]
+    StrayBytes(usize),
+    /// The first two bytes are not "DC".
+    #[error("bad magic {0:02x?} (expected \"DC\")")]
+    BadMagic([u8; 2]),
+    /// A version this reader does not know.
+    #[error("unsupported frame version {0} (expected 1)")]
+    BadVersion(u8),
+    /// A lane count outside 1..=32 or different from the log's.
+    #[error("frame has {found} lanes, the log has {expected}")]
+    BadLanes { found: u8, expected: u8 },
+    /// Flag bits other than the transmission bit, or non-zero reserved bytes.
+    #[error("reserved bits set (flags {flags:#04x}, reserved {reserved:#06x})")]
+    ReservedBits { flags: u8, reserved: u16 },
+    /// A notification code outside 1..=5.
+    #[error("unknown notification code {0}")]
+    UnknownNotification(u8),
+    /// The stored CRC-32C does not match the frame's bytes.
+    #[error("CRC-32C mismatch: stored {stored:08x}, computed {computed:08x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+}
+
+/// The CRC-32C of a whole frame with its CRC field taken as zero.
+///
+/// # Panics
+/// If `frame` is shorter than the fixed header; callers check the length first.
+pub fn frame_crc(frame: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&frame[..CRC_RANGE.start]);
+    let crc = crc32c::crc32c_append(crc, &[0u8; 4]);
+    crc32c::crc32c_append(crc, &frame[CRC_RANGE.end..])
+}
+
+fn read_u16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// A validated frame borrowed from a buffer (a mapped round log, usually).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FrameView<'a> {
+    bytes: &'a [u8],
+    notification: Notification,
+}
+
+impl<'a> FrameView<'a> {
+    /// Parses the frame at the start of `bytes`, which must carry `expected_lanes` lanes.
+    ///
+    /// Checks run in wire order (magic, version, lanes, reserved bits, notification) and the CRC
+    /// last, so a frame written with a wrong field but a correct CRC reports that field.
+    pub fn parse(bytes: &'a [u8], expected_lanes: u8) -> Result<Self, FrameError> {
+        if bytes.len() < FRAME_HEADER_LEN {
+            let needed = frame_len(usize::from(expected_lanes));
+            return Err(FrameError::Truncated {
+                needed,
+                got: bytes.len(),
+            });
+        }
+        let magic = [bytes[0], bytes[1]];
+        if magic != FRAME_MAGIC {
+            return Err(FrameError::BadMagic(magic));
+        }
+        if bytes[2] != FRAME_VERSION {
+            return Err(FrameError::BadVersion(bytes[2]));
+        }
+        let lanes = bytes[5];
+        if lanes != expected_lanes || !(1..=MAX_LANES).contains(&usize::from(lanes)) {
+            return Err(FrameError::BadLanes {
+                found: lanes,
+                expected: expected_lanes,
+            });
+        }
+        let len = frame_len(usize::from(lanes));
+        if bytes.len() < len {
+            return Err(FrameError::Truncated {
+                needed: len,
+                got: bytes.len(),
+            });
+        }
+        let bytes = &bytes[..len];
+        let (flags, reserved) = (bytes[4], read_u16(bytes, 6));
+        if flags & !FLAG_TRANSMISSION != 0 || reserved != 0 {
+            return Err(FrameError::ReservedBits { flags, reserved });
+        }
+        let notification =
+            Notification::from_code(bytes[3]).ok_or(FrameError::UnknownNotification(bytes[3]))?;
+        let (stored, computed) = (read_u32(bytes, CRC_RANGE.start), frame_crc(bytes));
+        if stored != computed {
+            return Err(FrameError::CrcMismatch { stored, computed });
+        }
+        Ok(Self {
+            bytes,
+            notification,
+        })
+    }
+
+    /// The frame's bytes, exactly `32 + 8·L` of them.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The notification code.
+    pub fn notification(&self) -> Notification {
+        self.notification
+    }
+
+    /// Whether the transmission bit is set.
+    pub fn transmission(&self) -> bool {
+        self.bytes[4] & FLAG_TRANSMISSION != 0
+    }
+
+    /// The lane count L.
+    pub fn lane_count(&self) -> usize {
+        usize::from(self.bytes[5])
+    }
+
+    /// The DC net the frame belongs to.
+    pub fn dc_net_id(&self) -> u32 {
+        read_u32(self.bytes, 8)
+    }
+
+    /// The sending client.
+    pub fn client_id(&self) -> u32 {
+        read_u32(self.bytes, 12)
+    }
+
+    /// The round number.
+    pub fn round(&self) -> u32 {
+        read_u32(self.bytes, 16)
+    }
+
+    /// Milliseconds since the Unix epoch when the frame was made.
+    pub fn timestamp_ms(&self) -> u64 {
+        read_u64(self.bytes, 24)
+    }
+
+    /// Lane `index` of the data, if there is such a lane.
+    pub fn lane(&self, index: usize) -> Option<u64> {
+        (index < self.lane_count()).then(|| read_u64(self.bytes, FRAME_HEADER_LEN + 8 * index))
+    }
+
+    /// The data lanes in order.
+    pub fn lanes(&self) -> impl ExactSizeIterator<Item = u64> + 'a {
+        let bytes = self.bytes;
+        bytes[FRAME_HEADER_LEN..].chunks_exact(8).map(|chunk| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            u64::from_le_bytes(word)
+        })
+    }
+
+    /// An owned copy of the frame.
+    pub fn to_frame(&self) -> Frame {
+        Frame {
+            notification: self.notification,
+            transmission: self.transmission(),
+            dc_net_id: self.dc_net_id(),
+            client_id: self.client_id(),
+            round: self.round(),
+            timestamp_ms: self.timestamp_ms(),
+            lanes: self.lanes().collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FrameView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_frame().fmt(f)
+    }
+}
+
+/// An owned frame, for writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The notification code.
+    pub notification: Notification,
+    /// The transmission bit.
+    pub transmission: bool,
+    /// The DC net.
+    pub dc_net_id: u32,
+    /// The sending client.
+    pub client_id: u32,
+    /// The round number.
+    pub round: u32,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The data lanes, 1..=32 of them.
+    pub lanes: Vec<u64>,
+}
+
+/// Why a frame could not be encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The frame carries no lanes or more than 32.
+    #[error("a frame carries 1..={MAX_LANES} lanes, not {0}")]
+    LaneCount(usize),
+}
+
+impl Frame {
+    /// The encoded length, `32 + 8·L`.
+    pub fn encoded_len(&self) -> usize {
+        frame_len(self.lanes.len())
+    }
+
+    /// Appends the encoded frame, CRC included, to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let lanes = self.lanes.len();
+        if !(1..=MAX_LANES).contains(&lanes) {
+            return Err(EncodeError::LaneCount(lanes));
+        }
+        let start = out.len();
+        out.extend_from_slice(&FRAME_MAGIC);
+        out.push(FRAME_VERSION);
+        out.push(self.notification.code());
+        out.push(if self.transmission {
+            FLAG_TRANSMISSION
+        } else {
+            0
+        });
+        // `lanes <= 32` was checked above, so the cast cannot truncate.
+        out.push(lanes as u8);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.dc_net_id.to_le_bytes());
+        out.extend_from_slice(&self.client_id.to_le_bytes());
+        out.extend_from_slice(&self.round.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&self.timestamp_ms.to_le_bytes());
+        for lane in &self.lanes {
+            out.extend_from_slice(&lane.to_le_bytes());
+        }
+        let frame = &mut out[start..];
+        let crc = frame_crc(frame);
+        frame[CRC_RANGE].copy_from_slice(&crc.to_le_bytes());
+        Ok(())
+    }
+
+    /// The encoded frame.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DESIGN_VECTORS: &str = include_str!("../../data/vectors/design-s8.txt");
+
+    fn vector(prefix: &str) -> &'static str {
+        DESIGN_VECTORS
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.split(" = ").nth(1))
+            .expect("vector present")
+    }
+
+    fn design_frame() -> Frame {
+        Frame {
+            notification: Notification::Transmit,
+            transmission: true,
+            dc_net_id: 7,
+            client_id: 3,
+            round: 96,
+            timestamp_ms: 1_700_000_000_000,
+            lanes: vec![123_456_789, u64::MAX],
+        }
+    }
+
+    #[test]
+    fn crc32c_check_value_matches_design() {
+        assert_eq!(
+            format!("{:08x}", crc32c::crc32c(b"123456789")),
+            vector("crc32c(123456789)")
+        );
+    }
+
+    #[test]
+    fn encoding_matches_design_frame_vector() {
+        let bytes = design_frame().to_bytes().unwrap();
+        assert_eq!(hex::encode(&bytes), vector("frame(transmit"));
+    }
+
+    #[test]
+    fn decoding_the_design_vector_gives_its_fields() {
+        let bytes = hex::decode(vector("frame(transmit")).unwrap();
+        let view = FrameView::parse(&bytes, 2).unwrap();
+        assert_eq!(view.to_frame(), design_frame());
+        assert_eq!(view.lane(1), Some(u64::MAX));
+        assert_eq!(view.lane(2), None);
+    }
+
+    #[test]
+    fn each_bad_field_has_its_own_error() {
+        let good = design_frame().to_bytes().unwrap();
+        let with = |at: usize, value: u8| {
+            let mut bytes = good.clone();
+            bytes[at] = value;
+            FrameView::parse(&bytes, 2).map(|v| v.to_frame())
+        };
+        assert_eq!(with(0, b'X'), Err(FrameError::BadMagic([b'X', b'C'])));
+        assert_eq!(with(2, 2), Err(FrameError::BadVersion(2)));
+        assert_eq!(
+            with(5, 1),
+            Err(FrameError::BadLanes {
+                found: 1,
+                expected: 2
+            })
+        );
+        assert_eq!(
+            with(4, 0b11),
+            Err(FrameError::ReservedBits {
+                flags: 0b11,
+                reserved: 0
+            })
+        );
+        assert_eq!(
+            with(7, 1),
+            Err(FrameError::ReservedBits {
+                flags: 1,
+                reserved: 0x0100
+            })
+        );
+        assert_eq!(with(3, 6), Err(FrameError::UnknownNotification(6)));
+        assert_eq!(with(3, 0), Err(FrameError::UnknownNotification(0)));
+        assert!(matches!(with(40, 0), Err(FrameError::CrcMismatch { .. })));
+        assert!(matches!(
+            FrameView::parse(&good[..47], 2),
+            Err(FrameError::Truncated {
+                needed: 48,
+                got: 47
+            })
+        ));
+        assert!(matches!(
+            FrameView::parse(&[], 2),
+            Err(FrameError::Truncated { got: 0, .. })
+        ));
+        assert_eq!(
+            Frame {
+                lanes: vec![],
+                ..design_frame()
+            }
+            .to_bytes(),
+            Err(EncodeError::LaneCount(0))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(code in 1u8..=5, tx: bool, net: u32, client: u32, round: u32, ts: u64,
+                      lanes in proptest::collection::vec(any::<u64>(), 1..=32)) {
+            let frame = Frame {
+                notification: Notification::from_code(code).unwrap(),
+                transmission: tx, dc_net_id: net, client_id: client, round, timestamp_ms: ts, lanes,
+            };
+            let bytes = frame.to_bytes().unwrap();
+            prop_assert_eq!(bytes.len(), frame.encoded_len());
+            let view = FrameView::parse(&bytes, frame.lanes.len() as u8).unwrap();
+            prop_assert_eq!(view.to_frame(), frame);
+        }
+
+        #[test]
+        fn any_single_bit_flip_is_rejected(bit in 0usize..48 * 8) {
+            let mut bytes = design_frame().to_bytes().unwrap();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(FrameView::parse(&bytes, 2).is_err());
+        }
+
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400), lanes: u8) {
+            let _ = FrameView::parse(&bytes, lanes);
+        }
+    }
+}
