@@ -9,6 +9,7 @@
 
 pub mod graph;
 pub mod keystream;
+pub mod loadprofile;
 pub mod seed;
 pub mod superpose;
 
