@@ -60,8 +60,12 @@ impl H25 {
             .split(',')
             .skip(1)
             .map(|name| {
-                let (month, day) = name.split_once('-').ok_or_else(|| malformed(1, format!("column {name}")))?;
-                let month: usize = month.parse().map_err(|_| malformed(1, format!("column {name}")))?;
+                let (month, day) = name
+                    .split_once('-')
+                    .ok_or_else(|| malformed(1, format!("column {name}")))?;
+                let month: usize = month
+                    .parse()
+                    .map_err(|_| malformed(1, format!("column {name}")))?;
                 let day = match day {
                     "SA" => 0,
                     "FT" => 1,
@@ -75,7 +79,10 @@ impl H25 {
             })
             .collect::<Result<_, _>>()?;
         if columns.len() != 36 {
-            return Err(malformed(1, format!("{} columns, expected 36", columns.len())));
+            return Err(malformed(
+                1,
+                format!("{} columns, expected 36", columns.len()),
+            ));
         }
         let mut milli = Box::new([[[0u32; QUARTERS_PER_DAY]; 3]; 12]);
         let mut quarters = 0;
@@ -86,7 +93,10 @@ impl H25 {
             }
             let values: Vec<&str> = line.split(',').skip(1).collect();
             if values.len() != columns.len() {
-                return Err(malformed(line_no, format!("{} values, expected 36", values.len())));
+                return Err(malformed(
+                    line_no,
+                    format!("{} values, expected 36", values.len()),
+                ));
             }
             for (&(month, day), value) in columns.iter().zip(values) {
                 milli[month][day][index] = parse_milli(value)
@@ -95,7 +105,10 @@ impl H25 {
             quarters += 1;
         }
         if quarters != QUARTERS_PER_DAY {
-            return Err(malformed(quarters + 1, format!("{quarters} quarter hours, expected 96")));
+            return Err(malformed(
+                quarters + 1,
+                format!("{quarters} quarter hours, expected 96"),
+            ));
         }
         Ok(Self { milli })
     }
@@ -123,7 +136,11 @@ fn parse_milli(value: &str) -> Option<u32> {
         return None;
     }
     let whole: u32 = whole.parse().ok()?;
-    let frac: u32 = if frac.is_empty() { 0 } else { format!("{frac:0<3}").parse().ok()? };
+    let frac: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<3}").parse().ok()?
+    };
     whole.checked_mul(1000)?.checked_add(frac)
 }
 
@@ -150,7 +167,13 @@ impl Civil {
         let (year, month, day) = civil_from_days(days);
         // 1970-01-01 was a Thursday (weekday 3 with Monday = 0).
         let weekday = ((days + 3).rem_euclid(7)) as u32;
-        Self { year, month, day, weekday, quarter }
+        Self {
+            year,
+            month,
+            day,
+            weekday,
+            quarter,
+        }
     }
 
     /// The BDEW day type (public holidays are not modelled: only Sundays count as `FT`).
@@ -211,7 +234,9 @@ mod tests {
         // calendar year without holidays it must land within a few percent.
         let h25 = H25::get();
         let start = days_from_civil(2025, 1, 1) as u64 * 86_400;
-        let total_wh: f64 = (0..365 * 96).map(|q| h25.wh_at(start + q * 900, 1_000_000.0)).sum();
+        let total_wh: f64 = (0..365 * 96)
+            .map(|q| h25.wh_at(start + q * 900, 1_000_000.0))
+            .sum();
         let total_kwh = total_wh / 1000.0;
         assert!((total_kwh - 1_000_000.0).abs() < 30_000.0, "{total_kwh}");
     }
@@ -222,7 +247,10 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         // 2023-11-14 22:13:20 UTC is 1,700,000,000 s: a Tuesday.
         let civil = Civil::from_unix_seconds(1_700_000_000);
-        assert_eq!((civil.year, civil.month, civil.day, civil.weekday), (2023, 11, 14, 1));
+        assert_eq!(
+            (civil.year, civil.month, civil.day, civil.weekday),
+            (2023, 11, 14, 1)
+        );
         assert_eq!(civil.quarter, 22 * 4);
         for days in [-800_000i64, -1, 0, 59, 11_016, 20_000, 2_000_000] {
             let (y, m, d) = civil_from_days(days);

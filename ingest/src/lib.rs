@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod aggregate;
+pub mod batch;
 pub mod frame;
 pub mod log;
 pub mod mmap;
