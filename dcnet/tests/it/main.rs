@@ -1,0 +1,3 @@
+//! End-to-end tests of the `dcnet` binary.
+
+mod e2e;
