@@ -11,7 +11,7 @@ use aes::Aes128;
 use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::{edge_seed, master_key};
-use ingest::{AggregateOptions, Aggregator, FrameScanner, FrameView, FrameSource};
+use ingest::{AggregateOptions, Aggregator, FrameScanner, FrameSource, FrameView};
 
 fn keystream(c: &mut Criterion) {
     let seed = edge_seed(&master_key(42), 7, 3, 11);
@@ -44,7 +44,12 @@ fn frames(c: &mut Criterion) {
     let mut group = c.benchmark_group("frames");
     group.throughput(Throughput::Bytes(bench.bytes.len() as u64));
     group.bench_function("scan+parse", |b| {
-        b.iter(|| FrameScanner::new(black_box(&bench.bytes)).unwrap().filter(|s| s.frame.is_ok()).count())
+        b.iter(|| {
+            FrameScanner::new(black_box(&bench.bytes))
+                .unwrap()
+                .filter(|s| s.frame.is_ok())
+                .count()
+        })
     });
     group.bench_function("baseline/crc32c of the whole log", |b| {
         b.iter(|| crc32c::crc32c(black_box(&bench.bytes)))
@@ -54,14 +59,25 @@ fn frames(c: &mut Criterion) {
             let mut agg = Aggregator::new(&bench.nets, 1, AggregateOptions::default());
             for scanned in FrameScanner::new(&bench.bytes).unwrap() {
                 if let Ok(frame) = scanned.frame {
-                    agg.add_frame(&frame, FrameSource { file: 0, offset: scanned.offset });
+                    agg.add_frame(
+                        &frame,
+                        FrameSource {
+                            file: 0,
+                            offset: scanned.offset,
+                        },
+                    );
                 }
             }
             agg.finish().rounds.len()
         })
     });
     group.finish();
-    let first = FrameScanner::new(&bench.bytes).unwrap().next().unwrap().frame.unwrap();
+    let first = FrameScanner::new(&bench.bytes)
+        .unwrap()
+        .next()
+        .unwrap()
+        .frame
+        .unwrap();
     let one = first.as_bytes().to_vec();
     c.bench_function("frames/parse one 40-byte frame", |b| {
         b.iter(|| FrameView::parse(black_box(&one), 1).is_ok())

@@ -27,7 +27,13 @@ impl SimulatedLog {
     /// Simulates `nets` nets of `clients` clients over `rounds` rounds with `lanes` lanes
     /// (1% dropout, seed 42) into one in-memory log.
     pub fn new(nets: u32, clients: u32, rounds: u32, lanes: u8) -> Self {
-        let config = SimConfig { nets, clients, rounds, lanes, ..SimConfig::default() };
+        let config = SimConfig {
+            nets,
+            clients,
+            rounds,
+            lanes,
+            ..SimConfig::default()
+        };
         let mut sink = Sink(LogWriter::new(Vec::new(), lanes, 0).unwrap_or_else(|e| panic!("{e}")));
         let mut graphs = Nets::new();
         for index in 0..nets {
@@ -36,6 +42,9 @@ impl SimulatedLog {
             graphs.insert(plan.dc_net_id, plan.graph);
         }
         let bytes = sink.0.finish().unwrap_or_else(|e| panic!("{e}"));
-        Self { bytes, nets: graphs }
+        Self {
+            bytes,
+            nets: graphs,
+        }
     }
 }

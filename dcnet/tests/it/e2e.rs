@@ -304,3 +304,18 @@ fn every_subcommand_has_help() {
         );
     }
 }
+
+#[test]
+fn aggregate_matches_an_independent_implementation() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/samples/reference");
+    let run = ok(&[
+        "aggregate",
+        "--graph",
+        dir.join("graph.csv").to_str().unwrap(),
+        dir.join("reference.dclog").to_str().unwrap(),
+    ]);
+    let expected = std::fs::read_to_string(dir.join("expected-global.csv")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), expected);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("rejected 14 frames"), "{stderr}");
+}

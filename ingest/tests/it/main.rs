@@ -4,4 +4,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod properties;
+mod reference;
 mod robustness;
