@@ -449,6 +449,14 @@ mod tests {
         );
     }
 
+    fn valid_clients(items: &[Scanned<'_>]) -> Vec<u32> {
+        items
+            .iter()
+            .filter_map(|s| s.frame.ok())
+            .map(|f| f.client_id())
+            .collect()
+    }
+
     #[test]
     fn two_adjacent_damaged_frames_are_two_rejects_and_the_rest_survives() {
         let frames: Vec<_> = (1..=5).map(|c| frame(c, 1)).collect();
@@ -456,11 +464,7 @@ mod tests {
         bytes[64 + 40 + 35] ^= 1; // data of client 2
         bytes[64 + 80 + 35] ^= 4; // data of client 3
         let items: Vec<_> = FrameScanner::new(&bytes).unwrap().collect();
-        let good: Vec<u32> = items
-            .iter()
-            .filter_map(|s| s.frame.ok())
-            .map(|f| f.client_id())
-            .collect();
+        let good = valid_clients(&items);
         assert_eq!(good, vec![1, 4, 5]);
         let bad: Vec<_> = items
             .iter()
@@ -478,11 +482,7 @@ mod tests {
         let at = 64 + 48;
         bytes.splice(at..at, [0xAA, 0xBB, 0xCC]);
         let items: Vec<_> = FrameScanner::new(&bytes).unwrap().collect();
-        let good: Vec<u32> = items
-            .iter()
-            .filter_map(|s| s.frame.ok())
-            .map(|f| f.client_id())
-            .collect();
+        let good = valid_clients(&items);
         assert_eq!(good, vec![1, 2, 3]);
         assert_eq!(items[1].frame, Err(FrameError::StrayBytes(3)));
         assert_eq!(items[1].offset, 112);

@@ -21,6 +21,13 @@ fn ok(args: &[&str]) -> Output {
     out
 }
 
+/// Runs `dcnet simulate --out DIR` with `args`.
+fn simulate(dir: &Path, args: &[&str]) {
+    let mut argv = vec!["simulate", "--out", dir.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    ok(&argv);
+}
+
 fn logs_in(dir: &Path) -> Vec<String> {
     let mut logs: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -53,24 +60,24 @@ fn sums_from_readings(path: &Path, lanes: usize) -> BTreeMap<(u32, u32), Vec<u64
 fn simulate_then_aggregate_equals_truth_with_dropouts() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    ok(&[
-        "simulate",
-        "--out",
-        out,
-        "--nets",
-        "3",
-        "--clients",
-        "30",
-        "--rounds",
-        "20",
-        "--lanes",
-        "4",
-        "--dropout",
-        "0.08",
-        "--seed",
-        "7",
-        "--reveal-readings",
-    ]);
+    simulate(
+        dir.path(),
+        &[
+            "--nets",
+            "3",
+            "--clients",
+            "30",
+            "--rounds",
+            "20",
+            "--lanes",
+            "4",
+            "--dropout",
+            "0.08",
+            "--seed",
+            "7",
+            "--reveal-readings",
+        ],
+    );
     let global = dir.path().join("global.csv");
     let mut args = vec![
         "aggregate",
@@ -111,19 +118,19 @@ fn simulate_then_aggregate_equals_truth_with_dropouts() {
 fn aggregate_writes_to_stdout_and_reports_rejects_by_reason() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    ok(&[
-        "simulate",
-        "--out",
-        out,
-        "--nets",
-        "1",
-        "--clients",
-        "10",
-        "--rounds",
-        "3",
-        "--dropout",
-        "0",
-    ]);
+    simulate(
+        dir.path(),
+        &[
+            "--nets",
+            "1",
+            "--clients",
+            "10",
+            "--rounds",
+            "3",
+            "--dropout",
+            "0",
+        ],
+    );
     let log = format!("{out}/net-1.dclog");
     let mut bytes = std::fs::read(&log).unwrap();
     // Flip a data bit of the first frame, and append half a frame.
@@ -215,19 +222,19 @@ fn simulate_rejects_a_degree_below_three() {
 fn inspect_counts_frames_nets_and_rejects() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    ok(&[
-        "simulate",
-        "--out",
-        out,
-        "--nets",
-        "1",
-        "--clients",
-        "8",
-        "--rounds",
-        "5",
-        "--dropout",
-        "0",
-    ]);
+    simulate(
+        dir.path(),
+        &[
+            "--nets",
+            "1",
+            "--clients",
+            "8",
+            "--rounds",
+            "5",
+            "--dropout",
+            "0",
+        ],
+    );
     let log = format!("{out}/net-1.dclog");
     let mut bytes = std::fs::read(&log).unwrap();
     bytes[64 + 2] = 9; // version of the first frame
