@@ -407,11 +407,9 @@ mod tests {
     fn unknown_nets_clients_control_frames_and_duplicates_are_counted() {
         let nets = nets();
         let mut agg = Aggregator::new(&nets, 1, AggregateOptions::default());
-        let mut other_net = Frame::clone(
-            &FrameView::parse(&frame(Notification::Transmit, 1, 1), 1)
-                .unwrap()
-                .to_frame(),
-        );
+        let mut other_net = FrameView::parse(&frame(Notification::Transmit, 1, 1), 1)
+            .unwrap()
+            .to_frame();
         other_net.dc_net_id = 10;
         offer(&mut agg, &other_net.to_bytes().unwrap(), 0);
         offer(&mut agg, &frame(Notification::Transmit, 77, 1), 1);
