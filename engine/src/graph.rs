@@ -209,6 +209,139 @@ impl KeyGraph {
     }
 }
 
+impl KeyGraph {
+    /// An empty graph for net `dc_net_id`, grown with [`Self::add_client`] and
+    /// [`Self::add_edge`] as clients join.
+    pub fn new(dc_net_id: u32) -> Self {
+        Self {
+            dc_net_id,
+            clients: Vec::new(),
+            neighbours: Vec::new(),
+        }
+    }
+
+    /// Adds `client` without edges; returns whether it was new.
+    pub fn add_client(&mut self, client: u32) -> bool {
+        match self.clients.binary_search(&client) {
+            Ok(_) => false,
+            Err(pos) => {
+                self.clients.insert(pos, client);
+                self.neighbours.insert(pos, Vec::new());
+                true
+            }
+        }
+    }
+
+    /// Removes `client` and its edges; returns its former neighbours, or `None` if it was not
+    /// on the roster.
+    pub fn remove_client(&mut self, client: u32) -> Option<Vec<u32>> {
+        let pos = self.index_of(client)?;
+        self.clients.remove(pos);
+        let former = self.neighbours.remove(pos);
+        for &b in &former {
+            if let Some(j) = self.index_of(b) {
+                remove_sorted(&mut self.neighbours[j], client);
+            }
+        }
+        Some(former)
+    }
+
+    /// Adds edge {a, b}, adding either client to the roster if needed; returns whether the
+    /// edge was new.
+    pub fn add_edge(&mut self, a: u32, b: u32) -> Result<bool, GraphError> {
+        if a == b {
+            return Err(GraphError::SelfEdge {
+                net: self.dc_net_id,
+                client: a,
+            });
+        }
+        self.add_client(a);
+        self.add_client(b);
+        let (i, j) = (self.position(a), self.position(b));
+        let new = insert_sorted(&mut self.neighbours[i], b);
+        insert_sorted(&mut self.neighbours[j], a);
+        Ok(new)
+    }
+
+    /// Removes edge {a, b}; returns whether it existed. Both clients stay on the roster.
+    pub fn remove_edge(&mut self, a: u32, b: u32) -> bool {
+        match (self.index_of(a), self.index_of(b)) {
+            (Some(i), Some(j)) => {
+                let existed = remove_sorted(&mut self.neighbours[i], b);
+                remove_sorted(&mut self.neighbours[j], a);
+                existed
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether {a, b} is an edge.
+    pub fn contains_edge(&self, a: u32, b: u32) -> bool {
+        self.neighbours(a)
+            .is_some_and(|ns| ns.binary_search(&b).is_ok())
+    }
+
+    /// The neighbour count of `client` (0 when it is not on the roster).
+    pub fn degree(&self, client: u32) -> usize {
+        self.neighbours(client).map_or(0, <[u32]>::len)
+    }
+
+    /// The connected components, each ascending, ordered by their smallest client.
+    pub fn components(&self) -> Vec<Vec<u32>> {
+        let n = self.clients.len();
+        let mut seen = vec![false; n];
+        let mut components = Vec::new();
+        for start in 0..n {
+            if seen[start] {
+                continue;
+            }
+            seen[start] = true;
+            let mut stack = vec![start];
+            let mut members = Vec::new();
+            while let Some(i) = stack.pop() {
+                members.push(self.clients[i]);
+                for &b in &self.neighbours[i] {
+                    let j = self.position(b);
+                    if !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+            members.sort_unstable();
+            components.push(members);
+        }
+        components
+    }
+
+    /// Position of a client known to be on the roster (every neighbour id is).
+    fn position(&self, client: u32) -> usize {
+        self.clients
+            .binary_search(&client)
+            .unwrap_or_else(|_| unreachable!("neighbour lists only name roster clients"))
+    }
+}
+
+fn insert_sorted(list: &mut Vec<u32>, value: u32) -> bool {
+    match list.binary_search(&value) {
+        Ok(_) => false,
+        Err(pos) => {
+            list.insert(pos, value);
+            true
+        }
+    }
+}
+
+fn remove_sorted(list: &mut Vec<u32>, value: u32) -> bool {
+    match list.binary_search(&value) {
+        Ok(pos) => {
+            list.remove(pos);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Picks a random new neighbour for position `a`: a client still short of `k` neighbours when a
 /// few random draws find one, any non-neighbour otherwise.
 fn pick_partner(a: usize, adjacency: &[BTreeSet<usize>], k: usize, rng: &mut impl Rng) -> usize {
@@ -270,6 +403,28 @@ mod tests {
                 .unwrap()
                 .is_connected()
         );
+    }
+
+    #[test]
+    fn mutation_keeps_adjacency_symmetric() {
+        let mut graph = KeyGraph::new(3);
+        assert!(graph.add_client(9));
+        assert!(!graph.add_client(9));
+        assert_eq!(graph.add_edge(4, 9), Ok(true));
+        assert_eq!(graph.add_edge(9, 4), Ok(false));
+        assert_eq!(graph.add_edge(1, 4), Ok(true));
+        assert!(graph.add_edge(2, 2).is_err());
+        assert_eq!(graph.clients(), &[1, 4, 9]);
+        assert!(graph.contains_edge(9, 4) && graph.contains_edge(4, 1));
+        assert_eq!(graph.degree(4), 2);
+        assert_eq!(graph.remove_client(4), Some(vec![1, 9]));
+        assert_eq!(graph.components(), vec![vec![1], vec![9]]);
+        assert!(!graph.is_connected());
+        assert_eq!(graph.add_edge(1, 9), Ok(true));
+        assert!(graph.remove_edge(9, 1));
+        assert!(!graph.remove_edge(9, 1));
+        assert_eq!(graph.edge_count(), 0);
+        assert_eq!(graph.len(), 2);
     }
 
     proptest! {

@@ -10,6 +10,7 @@
 pub mod graph;
 pub mod keystream;
 pub mod loadprofile;
+pub mod protocol;
 pub mod seed;
 pub mod superpose;
 
