@@ -237,8 +237,12 @@ impl OpenExchange {
 /// Seeds are changing: a join, rejoin or exit is being carried out.
 #[derive(Debug)]
 struct Reconfiguring {
-    /// The client that must still say `joined` (join and rejoin).
+    /// The client joining or rejoining, if any; it becomes active once it said `joined` and
+    /// every exchange is confirmed.
     joining: Option<u32>,
+    joined: bool,
+    /// Exchanges replaced after a refusal: late answers about them are stale, not errors.
+    abandoned: BTreeMap<u64, (u32, u32)>,
     exchanges: BTreeMap<u64, OpenExchange>,
     acks: BTreeSet<(u32, AckKind)>,
 }
@@ -358,6 +362,11 @@ impl Provider {
             audit: Vec::new(),
             outcomes: Vec::new(),
         }
+    }
+
+    /// Records a newly commissioned gateway's identity key in the provider's registry.
+    pub fn commission(&mut self, client: u32, identity: ed25519_dalek::VerifyingKey) {
+        self.registry.insert(client, identity);
     }
 
     /// The policy.
@@ -544,6 +553,8 @@ impl Provider {
         let mut out = Vec::new();
         let mut reconf = Reconfiguring {
             joining: Some(client),
+            joined: false,
+            abandoned: BTreeMap::new(),
             exchanges: BTreeMap::new(),
             acks: BTreeSet::new(),
         };
@@ -567,6 +578,18 @@ impl Provider {
                     .copied()
                     .collect();
                 neighbours.sort_unstable();
+                // While too many members are out for k active neighbours, plan edges with out
+                // members as well; they are exchanged when those members return.
+                let out_members: Vec<u32> = data
+                    .status
+                    .iter()
+                    .filter(|(_, s)| **s == MemberStatus::Out)
+                    .map(|(&c, _)| c)
+                    .collect();
+                let short = k.saturating_sub(neighbours.len()).min(out_members.len());
+                for &o in out_members.choose_multiple(rng, short) {
+                    data.deferred.insert(ordered(client, o));
+                }
                 data.status.insert(client, MemberStatus::Joining);
                 data.graph.add_client(client);
                 audit.push(AuditEvent::Assigned {
@@ -602,6 +625,12 @@ impl Provider {
                         what: "exit".into(),
                         about: exit.client,
                     });
+                    reconf.acks.insert((
+                        client,
+                        AckKind::ExitProcessed {
+                            client: exit.client,
+                        },
+                    ));
                     out.push(Envelope {
                         to: client,
                         message: ToGateway::Exit(exit),
@@ -747,6 +776,20 @@ impl Provider {
             });
         }
 
+        // Partners through deferred edges hold no seed with the leaver but lose a planned
+        // edge, so they are relinked too.
+        let mut relink: Vec<u32> = data
+            .deferred
+            .iter()
+            .filter_map(|&(a, b)| match (a == client, b == client) {
+                (true, _) => Some(b),
+                (_, true) => Some(a),
+                _ => None,
+            })
+            .chain(partners.iter().copied())
+            .collect();
+        relink.sort_unstable();
+        relink.dedup();
         data.graph.remove_client(client);
         data.status.remove(&client);
         data.queued_exits.remove(&client);
@@ -763,6 +806,8 @@ impl Provider {
         let mut out = Vec::new();
         let mut reconf = Reconfiguring {
             joining: None,
+            joined: false,
+            abandoned: BTreeMap::new(),
             exchanges: BTreeMap::new(),
             acks: BTreeSet::new(),
         };
@@ -787,7 +832,7 @@ impl Provider {
             }
         }
 
-        for (a, b) in relink_plan(data, &partners, k, rng) {
+        for (a, b) in relink_plan(data, &relink, k, rng) {
             let both_active = [a, b]
                 .iter()
                 .all(|c| data.status.get(c) == Some(&MemberStatus::Active));
@@ -1214,13 +1259,8 @@ impl Reconfiguring {
                 }
             }
             ToProvider::Joined { client, .. } => {
-                if self.joining == Some(*client) && self.exchanges_of(*client) == 0 {
-                    self.joining = None;
-                    cx.data.status.insert(*client, MemberStatus::Active);
-                    cx.audit.push(AuditEvent::Joined {
-                        net,
-                        client: *client,
-                    });
+                if self.joining == Some(*client) && !self.joined {
+                    self.joined = true;
                     Ok(())
                 } else {
                     Err(ProviderError::Unexpected {
@@ -1234,20 +1274,27 @@ impl Reconfiguring {
         };
         match result {
             Err(error) => Err((Phase::Reconfiguring(self), error)),
-            Ok(()) if self.is_complete() => Ok(Phase::Idle),
+            Ok(()) if self.is_complete() => {
+                if let Some(client) = self.joining {
+                    cx.data.status.insert(client, MemberStatus::Active);
+                    cx.audit.push(AuditEvent::Joined { net, client });
+                }
+                Ok(Phase::Idle)
+            }
             Ok(()) => Ok(Phase::Reconfiguring(self)),
         }
     }
 
     fn is_complete(&self) -> bool {
-        self.joining.is_none() && self.exchanges.is_empty() && self.acks.is_empty()
+        (self.joining.is_none() || self.joined) && self.exchanges.is_empty() && self.acks.is_empty()
     }
 
-    fn exchanges_of(&self, client: u32) -> usize {
-        self.exchanges
-            .values()
-            .filter(|e| e.a == client || e.b == client)
-            .count()
+    /// Whether `client` is an end of the abandoned exchange `exchange` (its late answers are
+    /// dropped: a fresh exchange for the pair is already open).
+    fn is_stale(&self, client: u32, exchange: u64) -> bool {
+        self.abandoned
+            .get(&exchange)
+            .is_some_and(|&(a, b)| client == a || client == b)
     }
 
     fn exchange_of(
@@ -1268,6 +1315,9 @@ impl Reconfiguring {
 
     fn relay(&mut self, cx: &mut Cx<'_>, share: &KeyShare, out: &mut Outbox) -> Result<(), ProviderError> {
         let net = cx.data.id;
+        if self.is_stale(share.from, share.exchange) {
+            return Ok(());
+        }
         let open = self.exchange_of(net, share.from, share.exchange)?;
         if open.other(share.from) != Some(share.to) || open.relayed.contains(&share.from) {
             return Err(ProviderError::Unexpected {
@@ -1298,6 +1348,9 @@ impl Reconfiguring {
         peer: u32,
     ) -> Result<(), ProviderError> {
         let net = cx.data.id;
+        if self.is_stale(client, exchange) {
+            return Ok(());
+        }
         let open = self.exchange_of(net, client, exchange)?;
         if open.other(client) != Some(peer) || !open.relayed.contains(&peer) {
             return Err(ProviderError::Unexpected {
@@ -1334,6 +1387,9 @@ impl Reconfiguring {
         out: &mut Outbox,
     ) -> Result<(), ProviderError> {
         let net = cx.data.id;
+        if self.is_stale(client, exchange) {
+            return Ok(());
+        }
         let open = self.exchange_of(net, client, exchange)?;
         if open.other(client) != Some(peer) {
             return Err(ProviderError::Unexpected {
@@ -1344,6 +1400,7 @@ impl Reconfiguring {
         }
         let (a, b) = (open.a, open.b);
         self.exchanges.remove(&exchange);
+        self.abandoned.insert(exchange, (a, b));
         cx.audit.push(AuditEvent::KexRefused {
             net,
             exchange,
