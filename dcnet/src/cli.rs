@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, Parser, Subcommand};
 use dcnet::sim::{SimConfig, first_round_of_day};
+use engine::protocol::audit::parse_hash;
+use engine::protocol::churn::ChurnConfig;
+use engine::protocol::{GatewayConfig, ProviderConfig};
 use ingest::AggregateOptions;
 
 /// Privacy-preserving smart-meter aggregation with DC-nets.
@@ -49,6 +52,15 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Simulate a population, aggregate it and check every total against the truth.
     Demo(DemoArgs),
+    /// Run providers and gateways in process over many rounds with random joins, exits and
+    /// connection losses; check every released sum against the true readings.
+    Churn(ChurnArgs),
+    /// Check or list the provider's hash-chained audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Analyse key graphs.
+    #[command(subcommand)]
+    Graph(GraphCommand),
 }
 
 /// The population and schedule of a simulation.
@@ -329,5 +341,200 @@ mod tests {
             let error = population(args).unwrap_err().to_string();
             assert!(error.contains(flag), "{args:?}: {error}");
         }
+    }
+}
+
+/// `dcnet churn`.
+#[derive(Debug, Args)]
+pub struct ChurnArgs {
+    /// Number of DC nets (ids 1..=N).
+    #[arg(long, default_value_t = 2)]
+    pub nets: u32,
+    /// Clients registered in each net before round 1.
+    #[arg(long, default_value_t = 50)]
+    pub clients: u32,
+    /// Rounds to run.
+    #[arg(long, default_value_t = 1000)]
+    pub rounds: u32,
+    /// Per net and round: probability that a new gateway registers.
+    #[arg(long, default_value_t = 0.05)]
+    pub join: f64,
+    /// Per active client and round: probability that it leaves.
+    #[arg(long, default_value_t = 0.001)]
+    pub exit: f64,
+    /// Per expected client and round: probability that its frame is lost (connection loss).
+    #[arg(long, default_value_t = 0.002)]
+    pub loss: f64,
+    /// Per lost client and round: probability that it reconnects and re-registers.
+    #[arg(long, default_value_t = 0.5)]
+    pub reconnect: f64,
+    /// Per relayed key share: probability that the relay flips one bit (gateways must catch
+    /// it; every refused exchange is retried). At most 0.9.
+    #[arg(long, default_value_t = 0.0)]
+    pub tamper: f64,
+    /// Seed of every random choice: the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Neighbours per client (at least 3).
+    #[arg(short = 'k', long = "degree", default_value_t = 3)]
+    pub k: usize,
+    /// Fewest present clients for which a round's sum is released.
+    #[arg(long, default_value_t = 5)]
+    pub min_clients: usize,
+    /// Fewest present neighbours each present client needs for a sum to be released; a
+    /// gateway also refuses resends that would leave it fewer live neighbours.
+    #[arg(long, default_value_t = 2)]
+    pub min_live: usize,
+    /// u64 lanes per message (1..=32).
+    #[arg(long, default_value_t = 2)]
+    pub lanes: usize,
+    /// Append every provider action to this hash-chained audit log (created or continued).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+}
+
+/// A validated `dcnet churn` run.
+#[derive(Debug, Clone)]
+pub struct ChurnRun {
+    pub sim: ChurnConfig,
+    pub audit: Option<PathBuf>,
+}
+
+impl ChurnArgs {
+    pub fn into_config(self) -> Result<ChurnRun> {
+        let sim = ChurnConfig {
+            nets: self.nets,
+            clients: self.clients,
+            rounds: self.rounds,
+            join: self.join,
+            exit: self.exit,
+            loss: self.loss,
+            reconnect: self.reconnect,
+            tamper: self.tamper,
+            seed: self.seed,
+            provider: ProviderConfig {
+                k: self.k,
+                min_clients: self.min_clients,
+                min_live_neighbours: self.min_live,
+                lanes: self.lanes,
+            },
+            gateway: GatewayConfig {
+                min_live_neighbours: self.min_live,
+            },
+        };
+        sim.validate()?;
+        Ok(ChurnRun {
+            sim,
+            audit: self.audit,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; name the first bad entry.
+    Verify(AuditVerifyArgs),
+    /// List the recorded actions.
+    Show(AuditShowArgs),
+}
+
+/// `dcnet audit verify`.
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// The audit log.
+    pub file: PathBuf,
+    /// The published head hash (64 hex digits) the chain must end at; without it, entries cut
+    /// off at the end cannot be noticed.
+    #[arg(long, value_name = "HEX")]
+    pub head: Option<String>,
+}
+
+/// A validated `dcnet audit verify`.
+#[derive(Debug, Clone)]
+pub struct AuditVerify {
+    pub file: PathBuf,
+    pub head: Option<[u8; 32]>,
+}
+
+impl AuditVerifyArgs {
+    pub fn into_config(self) -> Result<AuditVerify> {
+        let head = match self.head {
+            None => None,
+            Some(text) => Some(
+                parse_hash(&text)
+                    .with_context(|| format!("--head {text:?} is not 64 lower-case hex digits"))?,
+            ),
+        };
+        Ok(AuditVerify {
+            file: self.file,
+            head,
+        })
+    }
+}
+
+/// `dcnet audit show`.
+#[derive(Debug, Args)]
+pub struct AuditShowArgs {
+    /// The audit log.
+    pub file: PathBuf,
+    /// Only actions that name this client.
+    #[arg(long)]
+    pub client: Option<u32>,
+    /// Only actions in this net.
+    #[arg(long)]
+    pub net: Option<u32>,
+}
+
+/// A validated `dcnet audit show`.
+#[derive(Debug, Clone)]
+pub struct AuditShow {
+    pub file: PathBuf,
+    pub client: Option<u32>,
+    pub net: Option<u32>,
+}
+
+impl AuditShowArgs {
+    pub fn into_config(self) -> Result<AuditShow> {
+        Ok(AuditShow {
+            file: self.file,
+            client: self.client,
+            net: self.net,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GraphCommand {
+    /// Per net: clients, edges, degrees, connectivity, vertex connectivity and the weakest
+    /// clients.
+    Analyze(GraphAnalyzeArgs),
+}
+
+/// `dcnet graph analyze`.
+#[derive(Debug, Args)]
+pub struct GraphAnalyzeArgs {
+    /// Key graph CSV: header `dc_net_id,client_a,client_b`, one row per edge.
+    pub graph: PathBuf,
+    /// How many weakest clients to list per net.
+    #[arg(long, default_value_t = 10)]
+    pub show: usize,
+}
+
+/// A validated `dcnet graph analyze`.
+#[derive(Debug, Clone)]
+pub struct GraphAnalyze {
+    pub graph: PathBuf,
+    pub show: usize,
+}
+
+impl GraphAnalyzeArgs {
+    pub fn into_config(self) -> Result<GraphAnalyze> {
+        if self.show == 0 {
+            bail!("--show must be at least 1");
+        }
+        Ok(GraphAnalyze {
+            graph: self.graph,
+            show: self.show,
+        })
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{AuditCommand, Cli, Command, GraphCommand};
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -16,12 +16,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Aggregate(args) => cmd::aggregate::run(args.into_config()?),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Demo(args) => cmd::demo::run(args.into_config()?),
+        Command::Churn(args) => cmd::churn::run(&args.into_config()?),
+        Command::Audit(AuditCommand::Verify(args)) => cmd::audit::verify(&args.into_config()?),
+        Command::Audit(AuditCommand::Show(args)) => cmd::audit::show(&args.into_config()?),
+        Command::Graph(GraphCommand::Analyze(args)) => cmd::graph::analyze(&args.into_config()?),
     }
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout (e.g. a listing piped into `head`) ends the command quietly.
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             // One line: the context chain joined with ": ".
             eprintln!("error: {error:#}");

@@ -322,6 +322,237 @@ impl KeyGraph {
     }
 }
 
+/// How hard it is to isolate clients of a key graph (DESIGN §7: a curious provider colluding
+/// with neighbours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connectivity {
+    /// The vertex connectivity: the fewest clients whose removal (collusion with the provider,
+    /// or dropping out) disconnects the rest; `n - 1` for a complete graph, 0 if already split.
+    pub vertex_connectivity: usize,
+    /// One smallest such set of clients (ascending); empty when the graph is already split or
+    /// complete.
+    pub separator: Vec<u32>,
+    /// The clients that removing `separator` cuts off: the smaller side (ascending). For a
+    /// split graph, the smallest component.
+    pub isolated: Vec<u32>,
+}
+
+impl KeyGraph {
+    /// Vertex connectivity by unit-capacity max flow (Even's reduction with Esfahanian and
+    /// Hakimi's choice of pairs): with `v` a client of minimum degree, the minimum over `v`
+    /// against every non-neighbour and over every non-adjacent pair of `v`'s neighbours. Each
+    /// flow stops once it reaches the best bound so far, so sparse key graphs of a few
+    /// thousand clients take well under a second.
+    pub fn connectivity(&self) -> Connectivity {
+        let n = self.clients.len();
+        let components = self.components();
+        if components.len() > 1 {
+            let smallest = components
+                .into_iter()
+                .min_by_key(Vec::len)
+                .unwrap_or_default();
+            return Connectivity {
+                vertex_connectivity: 0,
+                separator: Vec::new(),
+                isolated: smallest,
+            };
+        }
+        let Some(v) = (0..n).min_by_key(|&i| self.neighbours[i].len()) else {
+            return Connectivity {
+                vertex_connectivity: 0,
+                separator: Vec::new(),
+                isolated: Vec::new(),
+            };
+        };
+        let mut flow = SplitFlow::new(self);
+        // Removing all of v's neighbours isolates v: the degree bound and its cut.
+        let mut best = self.neighbours[v].len();
+        let mut cut = (self.neighbours[v].clone(), vec![self.clients[v]]);
+        let adjacent = |i: usize, j: usize| self.neighbours[i].binary_search(&self.clients[j]).is_ok();
+        let mut pairs: Vec<(usize, usize)> = (0..n).filter(|&w| w != v && !adjacent(v, w)).map(|w| (v, w)).collect();
+        let around: Vec<usize> = self.neighbours[v].iter().map(|&c| self.position(c)).collect();
+        for (x, &a) in around.iter().enumerate() {
+            for &b in &around[x + 1..] {
+                if !adjacent(a, b) {
+                    pairs.push((a, b));
+                }
+            }
+        }
+        for (s, t) in pairs {
+            let paths = flow.max_paths(s, t, best);
+            if paths < best {
+                best = paths;
+                cut = flow.min_cut(s);
+            }
+        }
+        let (separator, side) = cut;
+        let isolated = if side.len() * 2 <= n - separator.len() {
+            side
+        } else {
+            let mut rest: Vec<u32> = self
+                .clients
+                .iter()
+                .copied()
+                .filter(|c| separator.binary_search(c).is_err() && side.binary_search(c).is_err())
+                .collect();
+            rest.sort_unstable();
+            rest
+        };
+        if separator.len() + 1 == n && best == n - 1 {
+            // Complete graph: no separator exists.
+            return Connectivity {
+                vertex_connectivity: best,
+                separator: Vec::new(),
+                isolated: Vec::new(),
+            };
+        }
+        Connectivity {
+            vertex_connectivity: best,
+            separator,
+            isolated,
+        }
+    }
+}
+
+/// The split-vertex flow network of a key graph: client `i` becomes `in(i) = 2i` and
+/// `out(i) = 2i + 1` joined by a unit arc, so vertex-disjoint paths become unit flows.
+struct SplitFlow<'g> {
+    graph: &'g KeyGraph,
+    /// Arcs grouped by tail (CSR): `start[node]..start[node + 1]` are a node's arcs, each with
+    /// its head, residual capacity and the index of its reverse arc.
+    head: Vec<usize>,
+    partner: Vec<usize>,
+    cap: Vec<u8>,
+    initial: Vec<u8>,
+    start: Vec<usize>,
+    parent_arc: Vec<usize>,
+    seen: Vec<u32>,
+    stamp: u32,
+}
+
+impl<'g> SplitFlow<'g> {
+    fn new(graph: &'g KeyGraph) -> Self {
+        let n = graph.clients.len();
+        // Per node the list of (head, capacity); every arc is stored with its reverse at
+        // index ^ 1.
+        let mut arcs: Vec<(usize, usize, u8)> = Vec::new();
+        for i in 0..n {
+            arcs.push((2 * i, 2 * i + 1, 1));
+            arcs.push((2 * i + 1, 2 * i, 0));
+            for &b in &graph.neighbours[i] {
+                let j = graph.position(b);
+                arcs.push((2 * i + 1, 2 * j, 1));
+                arcs.push((2 * j, 2 * i + 1, 0));
+            }
+        }
+        // Group arcs by tail while keeping each pair's partner index: sort an index list.
+        let mut order: Vec<usize> = (0..arcs.len()).collect();
+        order.sort_by_key(|&a| arcs[a].0);
+        let mut position = vec![0usize; arcs.len()];
+        for (new, &old) in order.iter().enumerate() {
+            position[old] = new;
+        }
+        let mut head = vec![0usize; arcs.len()];
+        let mut cap = vec![0u8; arcs.len()];
+        let mut partner = vec![0usize; arcs.len()];
+        for (old, &(_, h, c)) in arcs.iter().enumerate() {
+            let new = position[old];
+            head[new] = h;
+            cap[new] = c;
+            partner[new] = position[old ^ 1];
+        }
+        let mut start = vec![0usize; 2 * n + 1];
+        for &(tail, _, _) in &arcs {
+            start[tail + 1] += 1;
+        }
+        for i in 0..2 * n {
+            start[i + 1] += start[i];
+        }
+        Self {
+            graph,
+            head,
+            partner,
+            initial: cap.clone(),
+            cap,
+            start,
+            parent_arc: vec![usize::MAX; 2 * n],
+            seen: vec![0; 2 * n],
+            stamp: 0,
+        }
+    }
+
+    /// Vertex-disjoint paths from client `s` to client `t`, counted up to `limit`.
+    fn max_paths(&mut self, s: usize, t: usize, limit: usize) -> usize {
+        self.cap.copy_from_slice(&self.initial);
+        let (source, sink) = (2 * s + 1, 2 * t);
+        let mut paths = 0;
+        while paths < limit && self.augment(source, sink) {
+            paths += 1;
+        }
+        paths
+    }
+
+    /// One breadth-first augmenting path; flips capacities along it.
+    fn augment(&mut self, source: usize, sink: usize) -> bool {
+        self.stamp += 1;
+        let stamp = self.stamp;
+        let mut queue = std::collections::VecDeque::from([source]);
+        self.seen[source] = stamp;
+        while let Some(node) = queue.pop_front() {
+            for arc in self.start[node]..self.start[node + 1] {
+                let next = self.head[arc];
+                if self.cap[arc] == 0 || self.seen[next] == stamp {
+                    continue;
+                }
+                self.seen[next] = stamp;
+                self.parent_arc[next] = arc;
+                if next == sink {
+                    let mut at = sink;
+                    while at != source {
+                        let arc = self.parent_arc[at];
+                        self.cap[arc] -= 1;
+                        self.cap[self.partner[arc]] += 1;
+                        at = self.head[self.partner[arc]];
+                    }
+                    return true;
+                }
+                queue.push_back(next);
+            }
+        }
+        false
+    }
+
+    /// After a maximum flow from `s`: the separator (clients whose in-node is reachable in the
+    /// residual network but whose out-node is not) and the side reachable from `s`.
+    fn min_cut(&mut self, s: usize) -> (Vec<u32>, Vec<u32>) {
+        self.stamp += 1;
+        let stamp = self.stamp;
+        let source = 2 * s + 1;
+        let mut queue = std::collections::VecDeque::from([source]);
+        self.seen[source] = stamp;
+        self.seen[2 * s] = stamp;
+        while let Some(node) = queue.pop_front() {
+            for arc in self.start[node]..self.start[node + 1] {
+                let next = self.head[arc];
+                if self.cap[arc] > 0 && self.seen[next] != stamp {
+                    self.seen[next] = stamp;
+                    queue.push_back(next);
+                }
+            }
+        }
+        let mut separator = Vec::new();
+        let mut side = Vec::new();
+        for (i, &client) in self.graph.clients.iter().enumerate() {
+            match (self.seen[2 * i] == stamp, self.seen[2 * i + 1] == stamp) {
+                (true, false) => separator.push(client),
+                (true, true) => side.push(client),
+                _ => {}
+            }
+        }
+        (separator, side)
+    }
+}
+
 fn insert_sorted(list: &mut Vec<u32>, value: u32) -> bool {
     match list.binary_search(&value) {
         Ok(_) => false,
@@ -362,6 +593,7 @@ fn pick_partner(a: usize, adjacency: &[BTreeSet<usize>], k: usize, rng: &mut imp
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use rand::Rng;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -427,6 +659,55 @@ mod tests {
         assert_eq!(graph.len(), 2);
     }
 
+    /// Brute force: the smallest set of clients whose removal disconnects the rest.
+    fn brute_connectivity(graph: &KeyGraph) -> usize {
+        let n = graph.len();
+        for size in 0..n.saturating_sub(1) {
+            let found = (0u32..1 << n).filter(|m| m.count_ones() as usize == size).any(|mask| {
+                let kept: Vec<(u32, u32)> = graph
+                    .edges()
+                    .filter(|&(a, b)| {
+                        let (i, j) = (graph.index_of(a).unwrap(), graph.index_of(b).unwrap());
+                        mask & (1 << i) == 0 && mask & (1 << j) == 0
+                    })
+                    .collect();
+                let mut rest = KeyGraph::from_edges(0, kept).unwrap();
+                for (i, &c) in graph.clients().iter().enumerate() {
+                    if mask & (1 << i) == 0 {
+                        rest.add_client(c);
+                    }
+                }
+                !rest.is_connected()
+            });
+            if found {
+                return size;
+            }
+        }
+        n - 1
+    }
+
+    #[test]
+    fn connectivity_of_hand_made_graphs() {
+        // Two triangles sharing client 3: removing 3 splits them.
+        let bowtie = KeyGraph::from_edges(1, [(1, 2), (2, 3), (1, 3), (3, 4), (4, 5), (3, 5)]).unwrap();
+        let c = bowtie.connectivity();
+        assert_eq!(c.vertex_connectivity, 1);
+        assert_eq!(c.separator, vec![3]);
+        assert!(c.isolated == vec![1, 2] || c.isolated == vec![4, 5], "{c:?}");
+        // A 6-cycle: any two opposite clients separate it.
+        let ring = KeyGraph::from_edges(1, [(1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 1)]).unwrap();
+        assert_eq!(ring.connectivity().vertex_connectivity, 2);
+        assert_eq!(ring.connectivity().separator.len(), 2);
+        // K4 is complete: 3, with no separator.
+        let k4 = KeyGraph::from_edges(1, [(1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4)]).unwrap();
+        assert_eq!(k4.connectivity().vertex_connectivity, 3);
+        assert!(k4.connectivity().separator.is_empty());
+        // A split graph: 0, and the smaller component is cut off.
+        let split = KeyGraph::from_edges(1, [(1, 2), (2, 3), (3, 1), (7, 8)]).unwrap();
+        assert_eq!(split.connectivity().vertex_connectivity, 0);
+        assert_eq!(split.connectivity().isolated, vec![7, 8]);
+    }
+
     proptest! {
         #[test]
         fn random_graphs_follow_the_policy(seed in any::<u64>(), n in 4usize..200, k in 3usize..8) {
@@ -443,6 +724,31 @@ mod tests {
             // Deterministic from the seed.
             let again = KeyGraph::random(4, &clients, k, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
             prop_assert_eq!(again, graph);
+        }
+
+        #[test]
+        fn connectivity_matches_brute_force(seed in any::<u64>(), n in 2usize..11, density in 0.1f64..0.9) {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut graph = KeyGraph::new(1);
+            for a in 0..n as u32 {
+                graph.add_client(a);
+                for b in 0..a {
+                    if rng.gen_bool(density) {
+                        graph.add_edge(a, b).unwrap();
+                    }
+                }
+            }
+            let c = graph.connectivity();
+            prop_assert_eq!(c.vertex_connectivity, brute_connectivity(&graph));
+            // The reported separator really separates (unless there is none to report).
+            if !c.separator.is_empty() {
+                let mut rest = graph.clone();
+                for s in &c.separator {
+                    rest.remove_client(*s);
+                }
+                prop_assert!(!rest.is_connected());
+                prop_assert!(c.isolated.iter().all(|i| rest.index_of(*i).is_some()));
+            }
         }
     }
 }

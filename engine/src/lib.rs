@@ -14,7 +14,7 @@ pub mod protocol;
 pub mod seed;
 pub mod superpose;
 
-pub use graph::{GraphError, KeyGraph};
+pub use graph::{Connectivity, GraphError, KeyGraph};
 pub use seed::{EdgeSeed, EdgeSeedDeriver, MasterKey, edge_seed, master_key};
 pub use superpose::{SuperposeError, add_lanes, local_superposition, resend_superposition};
 

@@ -1,6 +1,9 @@
 //! One module per subcommand; each runs from a validated config (see `cli`).
 
 pub mod aggregate;
+pub mod audit;
+pub mod churn;
 pub mod demo;
+pub mod graph;
 pub mod inspect;
 pub mod simulate;
