@@ -21,3 +21,6 @@ pub use provider::{
     MemberStatus, Provider, ProviderConfig, ProviderError, RoundOutcome, RoundStatus,
     WithheldReason,
 };
+
+#[cfg(test)]
+mod tests;
