@@ -368,9 +368,16 @@ impl KeyGraph {
         // Removing all of v's neighbours isolates v: the degree bound and its cut.
         let mut best = self.neighbours[v].len();
         let mut cut = (self.neighbours[v].clone(), vec![self.clients[v]]);
-        let adjacent = |i: usize, j: usize| self.neighbours[i].binary_search(&self.clients[j]).is_ok();
-        let mut pairs: Vec<(usize, usize)> = (0..n).filter(|&w| w != v && !adjacent(v, w)).map(|w| (v, w)).collect();
-        let around: Vec<usize> = self.neighbours[v].iter().map(|&c| self.position(c)).collect();
+        let adjacent =
+            |i: usize, j: usize| self.neighbours[i].binary_search(&self.clients[j]).is_ok();
+        let mut pairs: Vec<(usize, usize)> = (0..n)
+            .filter(|&w| w != v && !adjacent(v, w))
+            .map(|w| (v, w))
+            .collect();
+        let around: Vec<usize> = self.neighbours[v]
+            .iter()
+            .map(|&c| self.position(c))
+            .collect();
         for (x, &a) in around.iter().enumerate() {
             for &b in &around[x + 1..] {
                 if !adjacent(a, b) {
@@ -663,22 +670,24 @@ mod tests {
     fn brute_connectivity(graph: &KeyGraph) -> usize {
         let n = graph.len();
         for size in 0..n.saturating_sub(1) {
-            let found = (0u32..1 << n).filter(|m| m.count_ones() as usize == size).any(|mask| {
-                let kept: Vec<(u32, u32)> = graph
-                    .edges()
-                    .filter(|&(a, b)| {
-                        let (i, j) = (graph.index_of(a).unwrap(), graph.index_of(b).unwrap());
-                        mask & (1 << i) == 0 && mask & (1 << j) == 0
-                    })
-                    .collect();
-                let mut rest = KeyGraph::from_edges(0, kept).unwrap();
-                for (i, &c) in graph.clients().iter().enumerate() {
-                    if mask & (1 << i) == 0 {
-                        rest.add_client(c);
+            let found = (0u32..1 << n)
+                .filter(|m| m.count_ones() as usize == size)
+                .any(|mask| {
+                    let kept: Vec<(u32, u32)> = graph
+                        .edges()
+                        .filter(|&(a, b)| {
+                            let (i, j) = (graph.index_of(a).unwrap(), graph.index_of(b).unwrap());
+                            mask & (1 << i) == 0 && mask & (1 << j) == 0
+                        })
+                        .collect();
+                    let mut rest = KeyGraph::from_edges(0, kept).unwrap();
+                    for (i, &c) in graph.clients().iter().enumerate() {
+                        if mask & (1 << i) == 0 {
+                            rest.add_client(c);
+                        }
                     }
-                }
-                !rest.is_connected()
-            });
+                    !rest.is_connected()
+                });
             if found {
                 return size;
             }
@@ -689,13 +698,18 @@ mod tests {
     #[test]
     fn connectivity_of_hand_made_graphs() {
         // Two triangles sharing client 3: removing 3 splits them.
-        let bowtie = KeyGraph::from_edges(1, [(1, 2), (2, 3), (1, 3), (3, 4), (4, 5), (3, 5)]).unwrap();
+        let bowtie =
+            KeyGraph::from_edges(1, [(1, 2), (2, 3), (1, 3), (3, 4), (4, 5), (3, 5)]).unwrap();
         let c = bowtie.connectivity();
         assert_eq!(c.vertex_connectivity, 1);
         assert_eq!(c.separator, vec![3]);
-        assert!(c.isolated == vec![1, 2] || c.isolated == vec![4, 5], "{c:?}");
+        assert!(
+            c.isolated == vec![1, 2] || c.isolated == vec![4, 5],
+            "{c:?}"
+        );
         // A 6-cycle: any two opposite clients separate it.
-        let ring = KeyGraph::from_edges(1, [(1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 1)]).unwrap();
+        let ring =
+            KeyGraph::from_edges(1, [(1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 1)]).unwrap();
         assert_eq!(ring.connectivity().vertex_connectivity, 2);
         assert_eq!(ring.connectivity().separator.len(), 2);
         // K4 is complete: 3, with no separator.

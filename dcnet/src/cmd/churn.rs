@@ -48,7 +48,10 @@ pub fn run(config: &ChurnRun) -> Result<()> {
     let rows: [(&str, String); 15] = [
         ("rounds released", report.rounds_released.to_string()),
         ("rounds withheld", report.rounds_withheld.to_string()),
-        ("rounds unrecoverable", report.rounds_unrecoverable.to_string()),
+        (
+            "rounds unrecoverable",
+            report.rounds_unrecoverable.to_string(),
+        ),
         ("joins", report.joins.to_string()),
         ("exits", report.exits.to_string()),
         ("losses", report.losses.to_string()),
@@ -115,8 +118,9 @@ impl AuditLog {
                     .lines()
                     .collect::<std::io::Result<Vec<String>>>()
                     .with_context(|| format!("{}: cannot read audit log", path.display()))?;
-                audit::verify_chain(lines.iter().map(String::as_str), None)
-                    .with_context(|| format!("{}: refusing to extend a broken audit log", path.display()))?;
+                audit::verify_chain(lines.iter().map(String::as_str), None).with_context(|| {
+                    format!("{}: refusing to extend a broken audit log", path.display())
+                })?;
                 match lines.last() {
                     Some(last) => AuditChain::after(&audit::parse_entry(last, lines.len())?),
                     None => AuditChain::new(),

@@ -28,7 +28,9 @@ pub fn analyze(config: &GraphAnalyze) -> Result<()> {
         "net", "clients", "edges", "deg", "median", "max", "connected", "connectivity", "separator"
     )?;
     for (net, graph) in nets {
-        let mut degrees: Vec<usize> = (0..graph.len()).map(|i| graph.neighbours_at(i).len()).collect();
+        let mut degrees: Vec<usize> = (0..graph.len())
+            .map(|i| graph.neighbours_at(i).len())
+            .collect();
         degrees.sort_unstable();
         let median = degrees.get(degrees.len() / 2).copied().unwrap_or(0);
         let max = degrees.last().copied().unwrap_or(0);

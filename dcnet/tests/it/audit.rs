@@ -5,8 +5,21 @@ use crate::{dcnet, stderr, stdout};
 /// A small audit log written by `dcnet churn`; returns its lines.
 fn make_log(path: &Path) -> Vec<String> {
     let output = dcnet(&[
-        "churn", "--nets", "1", "--clients", "8", "--rounds", "6", "--join", "0.5", "--loss",
-        "0.05", "--seed", "3", "--audit", path.to_str().unwrap(),
+        "churn",
+        "--nets",
+        "1",
+        "--clients",
+        "8",
+        "--rounds",
+        "6",
+        "--join",
+        "0.5",
+        "--loss",
+        "0.05",
+        "--seed",
+        "3",
+        "--audit",
+        path.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     std::fs::read_to_string(path)
@@ -42,7 +55,10 @@ fn verify_names_the_first_bad_entry_after_edit_delete_or_reorder() {
     deleted.remove(5);
     let (ok, error) = verify(&path, &deleted);
     assert!(!ok);
-    assert!(error.contains("line 6: entry 6 where entry 5 should be"), "{error}");
+    assert!(
+        error.contains("line 6: entry 6 where entry 5 should be"),
+        "{error}"
+    );
 
     // Reorder entries 3 and 4.
     let mut reordered = lines.clone();
@@ -57,7 +73,11 @@ fn verify_names_the_first_bad_entry_after_edit_delete_or_reorder() {
     assert!(verify(&path, cut).0);
     let output = dcnet(&["audit", "verify", path.to_str().unwrap(), "--head", &head]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("expected head"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("expected head"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -71,10 +91,19 @@ fn show_lists_the_actions_naming_a_client() {
     // Independently: the entries whose action names client 3 in any client field.
     let names_three = |line: &str| {
         line.split(' ').skip(4).any(|field| {
-            let Some((key, value)) = field.split_once('=') else { return false };
-            key != "net" && key != "exchange" && key != "round" && key != "expected"
-                && key != "present" && key != "resent" && key != "what" && key != "resend"
-                && key != "reason" && key != "message"
+            let Some((key, value)) = field.split_once('=') else {
+                return false;
+            };
+            key != "net"
+                && key != "exchange"
+                && key != "round"
+                && key != "expected"
+                && key != "present"
+                && key != "resent"
+                && key != "what"
+                && key != "resend"
+                && key != "reason"
+                && key != "message"
                 && value.split(',').any(|v| v == "3")
         })
     };

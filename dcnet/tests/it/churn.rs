@@ -11,8 +11,23 @@ fn row(table: &str, name: &str) -> String {
 }
 
 const SMALL: &[&str] = &[
-    "churn", "--nets", "2", "--clients", "15", "--rounds", "40", "--join", "0.3", "--exit",
-    "0.02", "--loss", "0.03", "--tamper", "0.1", "--seed", "5",
+    "churn",
+    "--nets",
+    "2",
+    "--clients",
+    "15",
+    "--rounds",
+    "40",
+    "--join",
+    "0.3",
+    "--exit",
+    "0.02",
+    "--loss",
+    "0.03",
+    "--tamper",
+    "0.1",
+    "--seed",
+    "5",
 ];
 
 #[test]
@@ -57,7 +72,14 @@ fn churn_writes_an_audit_log_that_verifies_and_continues() {
     assert!(second.status.success(), "{}", stderr(&second));
     let entries = |text: &str| -> u64 {
         let row = row(text, "audit");
-        row.split(": ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
+        row.split(": ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     assert_eq!(entries(&stdout(&second)), 2 * entries(&stdout(&first)));
     let verified = dcnet(&["audit", "verify", log_arg]);
@@ -68,7 +90,11 @@ fn churn_writes_an_audit_log_that_verifies_and_continues() {
 fn churn_refuses_bad_parameters_with_a_clear_error() {
     let output = dcnet(&["churn", "--loss", "1.5"]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("--loss 1.5"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--loss 1.5"),
+        "{}",
+        stderr(&output)
+    );
     let output = dcnet(&["churn", "-k", "2"]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("-k 2"), "{}", stderr(&output));

@@ -53,7 +53,11 @@ fn analyze_names_the_bad_line() {
     );
     std::fs::write(&path, "net,a,b\n1,1,2\n").unwrap();
     let output = dcnet(&["graph", "analyze", path.to_str().unwrap()]);
-    assert!(stderr(&output).contains(":1: header"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(":1: header"),
+        "{}",
+        stderr(&output)
+    );
     std::fs::write(&path, "dc_net_id,client_a,client_b\n1,4,4\n").unwrap();
     let output = dcnet(&["graph", "analyze", path.to_str().unwrap()]);
     assert!(stderr(&output).contains(":2: "), "{}", stderr(&output));

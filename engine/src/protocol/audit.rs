@@ -220,12 +220,7 @@ impl fmt::Display for AuditEvent {
             } => write!(f, " client={client} neighbours={}", list(neighbours)),
             Self::Restored {
                 client, live, out, ..
-            } => write!(
-                f,
-                " client={client} live={} out={}",
-                list(live),
-                list(out)
-            ),
+            } => write!(f, " client={client} live={} out={}", list(live), list(out)),
             Self::KexOpened { exchange, a, b, .. } | Self::Linked { exchange, a, b, .. } => {
                 write!(f, " exchange={exchange} a={a} b={b}")
             }
@@ -547,7 +542,10 @@ impl<'a> Fields<'a> {
         raw.split(',')
             .map(|v| {
                 v.parse().map_err(|_| {
-                    format!("{}: field {key} has a non-numeric client {v:?}", self.action)
+                    format!(
+                        "{}: field {key} has a non-numeric client {v:?}",
+                        self.action
+                    )
                 })
             })
             .collect()
@@ -762,7 +760,11 @@ mod tests {
             let text = event.to_string();
             assert_eq!(text.parse::<AuditEvent>(), Ok(event), "{text}");
         }
-        assert!("joined net=1 client=5 extra=1".parse::<AuditEvent>().is_err());
+        assert!(
+            "joined net=1 client=5 extra=1"
+                .parse::<AuditEvent>()
+                .is_err()
+        );
         assert!("joined client=5 net=1".parse::<AuditEvent>().is_err());
         assert!("vanished net=1".parse::<AuditEvent>().is_err());
     }
@@ -824,7 +826,7 @@ mod tests {
         // Cutting the tail leaves a valid prefix: only the published head reveals it.
         let head = verify(&lines).unwrap().head;
         let cut = &lines[..lines.len() - 1];
-        assert!(verify(&cut.to_vec()).is_ok());
+        assert!(verify(cut).is_ok());
         assert!(matches!(
             verify_chain(cut.iter().map(String::as_str), Some(&head)),
             Err(AuditError::HeadMismatch { entries: 8, .. })

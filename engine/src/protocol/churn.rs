@@ -59,7 +59,9 @@ pub enum ChurnError {
     #[error("round {round}: {source}")]
     Provider { round: u32, source: ProviderError },
     /// A released sum differs from the sum of the present clients' readings.
-    #[error("net {net} round {round}: released sum {released:?} differs from the true sum {truth:?}")]
+    #[error(
+        "net {net} round {round}: released sum {released:?} differs from the true sum {truth:?}"
+    )]
     SumMismatch {
         net: u32,
         round: u32,
@@ -67,7 +69,9 @@ pub enum ChurnError {
         truth: Vec<u64>,
     },
     /// A sum was released although, by the gateways' own view, a guard forbade it.
-    #[error("net {net} round {round}: sum released though client {client} had {live} present neighbours")]
+    #[error(
+        "net {net} round {round}: sum released though client {client} had {live} present neighbours"
+    )]
     GuardViolated {
         net: u32,
         round: u32,
@@ -241,11 +245,8 @@ impl World<'_> {
 
     fn flush_audit(&mut self) {
         for event in self.provider.take_audit() {
-            match &event {
-                AuditEvent::CorrectionRequested { neighbours, .. } => {
-                    self.report.corrections += neighbours.len() as u64;
-                }
-                _ => {}
+            if let AuditEvent::CorrectionRequested { neighbours, .. } = &event {
+                self.report.corrections += neighbours.len() as u64;
             }
             (self.on_audit)(event);
         }
@@ -304,7 +305,9 @@ impl World<'_> {
                     }
                 }
                 let answers = self
-                    .drive(to, |state, registry, rng| state.receive(&message, registry, rng))
+                    .drive(to, |state, registry, rng| {
+                        state.receive(&message, registry, rng)
+                    })
                     .map_err(|refused| self.gateway_error(refused))?;
                 for answer in &answers {
                     match answer {
@@ -338,7 +341,11 @@ impl World<'_> {
         }
         if graph.len() > self.config.provider.k {
             let degree = graph.min_degree();
-            self.report.min_degree_seen = Some(self.report.min_degree_seen.map_or(degree, |d| d.min(degree)));
+            self.report.min_degree_seen = Some(
+                self.report
+                    .min_degree_seen
+                    .map_or(degree, |d| d.min(degree)),
+            );
         }
     }
 
@@ -476,7 +483,9 @@ impl World<'_> {
     ) -> Result<(), ChurnError> {
         for Envelope { to, message } in outbox {
             let out = self
-                .drive(to, |state, registry, rng| state.receive(&message, registry, rng))
+                .drive(to, |state, registry, rng| {
+                    state.receive(&message, registry, rng)
+                })
                 .map_err(|refused| self.gateway_error(refused))?;
             for answer in &out {
                 if matches!(answer, ToProvider::ResendRefused { .. }) {
@@ -604,10 +613,16 @@ mod tests {
     fn bad_parameters_are_refused() {
         let mut c = config(4);
         c.loss = 1.5;
-        assert!(matches!(run(&c, &mut |_| {}, &mut |_| {}), Err(ChurnError::Config(_))));
+        assert!(matches!(
+            run(&c, &mut |_| {}, &mut |_| {}),
+            Err(ChurnError::Config(_))
+        ));
         let mut c = config(4);
         c.provider.k = 2;
-        assert!(matches!(run(&c, &mut |_| {}, &mut |_| {}), Err(ChurnError::Config(_))));
+        assert!(matches!(
+            run(&c, &mut |_| {}, &mut |_| {}),
+            Err(ChurnError::Config(_))
+        ));
     }
 
     proptest! {

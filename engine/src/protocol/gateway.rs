@@ -51,7 +51,11 @@ pub enum GatewayError {
     },
     /// The message names another DC net.
     #[error("gateway {client} is in net {expected}, message is for net {got}")]
-    WrongNet { client: u32, expected: u32, got: u32 },
+    WrongNet {
+        client: u32,
+        expected: u32,
+        got: u32,
+    },
     /// A key exchange with a client this gateway was not assigned to, or a share with no
     /// exchange in progress.
     #[error("gateway {client}: no key exchange with client {peer} is expected")]

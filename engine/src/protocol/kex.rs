@@ -114,7 +114,9 @@ impl IdentityRegistry {
 
     /// The identity key of `client`.
     pub fn get(&self, client: u32) -> Result<&VerifyingKey, KexError> {
-        self.keys.get(&client).ok_or(KexError::UnknownIdentity(client))
+        self.keys
+            .get(&client)
+            .ok_or(KexError::UnknownIdentity(client))
     }
 }
 
@@ -523,7 +525,10 @@ mod tests {
         let identity = IdentityKey::from_secret_bytes(&hex32(RFC8032_SECRET));
         let pending = PendingExchange::from_secret_bytes(7, 5, 3, 11, hex32(ALICE));
         let shown = format!("{identity:?} {pending:?}");
-        assert!(!shown.contains("9d61") && !shown.contains("7707"), "{shown}");
+        assert!(
+            !shown.contains("9d61") && !shown.contains("7707"),
+            "{shown}"
+        );
         assert!(shown.contains("redacted"), "{shown}");
     }
 }

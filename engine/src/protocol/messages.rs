@@ -40,7 +40,10 @@ impl Notification {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToGateway {
     /// Answer to a first registration: the net and the neighbours the provider drew at random.
-    Assigned { dc_net_id: u32, neighbours: Vec<u32> },
+    Assigned {
+        dc_net_id: u32,
+        neighbours: Vec<u32>,
+    },
     /// Answer to a re-registration after a connection loss: the neighbours that are live now
     /// (restored from backup, or new partners to exchange keys with) and those still out.
     Restored {

@@ -74,7 +74,11 @@ pub enum ProviderError {
     },
     /// The message names another net than the sender's.
     #[error("client {client} is in net {expected}, message names net {got}")]
-    WrongNet { client: u32, expected: u32, got: u32 },
+    WrongNet {
+        client: u32,
+        expected: u32,
+        got: u32,
+    },
     /// The message does not fit the net's phase.
     #[error("net {net}: {message} from client {client} is not accepted while {phase}")]
     WrongPhase {
@@ -94,7 +98,9 @@ pub enum ProviderError {
     #[error("net {net}: round {round} is not after the last round {last}")]
     RoundReused { net: u32, round: u32, last: u32 },
     /// A frame for another round than the one being collected.
-    #[error("net {net}: frame from client {client} is for round {got}, collecting round {expected}")]
+    #[error(
+        "net {net}: frame from client {client} is for round {got}, collecting round {expected}"
+    )]
     WrongRound {
         net: u32,
         client: u32,
@@ -113,7 +119,9 @@ pub enum ProviderError {
         message: &'static str,
     },
     /// A transmit after corrections were requested for its sender: using it would unmask it.
-    #[error("net {net}: late transmit from client {client} in round {round} refused (corrections were requested for it)")]
+    #[error(
+        "net {net}: late transmit from client {client} in round {round} refused (corrections were requested for it)"
+    )]
     LateTransmit { net: u32, client: u32, round: u32 },
     /// A frame with the wrong lane count.
     #[error("net {net}: client {client} sent {got} lanes, the net uses {expected}")]
@@ -463,7 +471,9 @@ impl Provider {
         if let ToProvider::Register { client } = message {
             return self.register(client, rng);
         }
-        let net_id = self.home_of(client).ok_or(ProviderError::NotAMember(client))?;
+        let net_id = self
+            .home_of(client)
+            .ok_or(ProviderError::NotAMember(client))?;
         if let Some(got) = message_net(&message).filter(|&got| got != net_id) {
             return Err(ProviderError::WrongNet {
                 client,
@@ -498,7 +508,7 @@ impl Provider {
             Phase::Reconfiguring(state) => state.handle(&mut cx, message, &mut out),
             Phase::Collecting(state) => state.handle(&mut cx, message),
             Phase::Correcting(state) => state.handle(&mut cx, message),
-            Phase::Idle => Err((
+            Phase::Idle => Err(Box::new((
                 Phase::Idle,
                 ProviderError::WrongPhase {
                     net: net_id,
@@ -506,7 +516,7 @@ impl Provider {
                     message: message.kind(),
                     phase: "idle",
                 },
-            )),
+            ))),
         };
         self.next_exchange = next_exchange;
         match result {
@@ -514,7 +524,8 @@ impl Provider {
                 net.phase = phase;
                 Ok(out)
             }
-            Err((phase, error)) => {
+            Err(refused) => {
+                let (phase, error) = *refused;
                 net.phase = phase;
                 Err(error)
             }
@@ -654,9 +665,7 @@ impl Provider {
                             client,
                         },
                     });
-                    reconf
-                        .acks
-                        .insert((n, AckKind::Reinstated { client }));
+                    reconf.acks.insert((n, AckKind::Reinstated { client }));
                 }
                 // Deferred edges whose other end is active are exchanged now.
                 let mut fresh: Vec<u32> = data
@@ -824,9 +833,7 @@ impl Provider {
                     to: p,
                     message: ToGateway::Exit(exit.clone()),
                 });
-                reconf
-                    .acks
-                    .insert((p, AckKind::ExitProcessed { client }));
+                reconf.acks.insert((p, AckKind::ExitProcessed { client }));
             } else {
                 data.queued_exits.entry(p).or_default().push(exit.clone());
             }
@@ -1004,7 +1011,7 @@ struct Cx<'a> {
     next_exchange: &'a mut u64,
 }
 
-type PhaseResult = Result<Phase, (Phase, ProviderError)>;
+type PhaseResult = Result<Phase, Box<(Phase, ProviderError)>>;
 
 fn message_net(message: &ToProvider) -> Option<u32> {
     match message {
@@ -1055,7 +1062,12 @@ fn open_exchange(
             done: BTreeSet::new(),
         },
     );
-    audit.push(AuditEvent::KexOpened { net, exchange, a, b });
+    audit.push(AuditEvent::KexOpened {
+        net,
+        exchange,
+        a,
+        b,
+    });
     for (to, peer) in [(a, b), (b, a)] {
         out.push(Envelope {
             to,
@@ -1083,12 +1095,7 @@ fn membership(data: &NetData) -> KeyGraph {
 /// New edges after an exit: first reconnect any components the exit split (through the
 /// partners, which touch every piece), then link partners that fell below `k`, preferring
 /// other partners, then any member, always drawn at random.
-fn relink_plan(
-    data: &NetData,
-    partners: &[u32],
-    k: usize,
-    rng: &mut impl Rng,
-) -> Vec<(u32, u32)> {
+fn relink_plan(data: &NetData, partners: &[u32], k: usize, rng: &mut impl Rng) -> Vec<(u32, u32)> {
     let mut graph = membership(data);
     let mut plan = Vec::new();
     let mut link = |graph: &mut KeyGraph, a: u32, b: u32| {
@@ -1273,7 +1280,7 @@ impl Reconfiguring {
             _ => Err(wrong_phase(net, &message, "reconfiguring")),
         };
         match result {
-            Err(error) => Err((Phase::Reconfiguring(self), error)),
+            Err(error) => Err(Box::new((Phase::Reconfiguring(self), error))),
             Ok(()) if self.is_complete() => {
                 if let Some(client) = self.joining {
                     cx.data.status.insert(client, MemberStatus::Active);
@@ -1313,7 +1320,12 @@ impl Reconfiguring {
             })
     }
 
-    fn relay(&mut self, cx: &mut Cx<'_>, share: &KeyShare, out: &mut Outbox) -> Result<(), ProviderError> {
+    fn relay(
+        &mut self,
+        cx: &mut Cx<'_>,
+        share: &KeyShare,
+        out: &mut Outbox,
+    ) -> Result<(), ProviderError> {
         let net = cx.data.id;
         if self.is_stale(share.from, share.exchange) {
             return Ok(());
@@ -1422,7 +1434,10 @@ impl Collecting {
             ..
         } = message
         else {
-            return Err((Phase::Collecting(self), wrong_phase(net, &message, "collecting")));
+            return Err(Box::new((
+                Phase::Collecting(self),
+                wrong_phase(net, &message, "collecting"),
+            )));
         };
         let error = if round != self.round {
             Some(ProviderError::WrongRound {
@@ -1432,11 +1447,7 @@ impl Collecting {
                 got: round,
             })
         } else if !self.expected.contains(&client) {
-            Some(ProviderError::NotExpected {
-                net,
-                client,
-                round,
-            })
+            Some(ProviderError::NotExpected { net, client, round })
         } else if self.transmits.contains_key(&client) {
             Some(ProviderError::Duplicate {
                 net,
@@ -1455,7 +1466,7 @@ impl Collecting {
             None
         };
         if let Some(error) = error {
-            return Err((Phase::Collecting(self), error));
+            return Err(Box::new((Phase::Collecting(self), error)));
         }
         self.transmits.insert(client, lanes);
         Ok(Phase::Collecting(self))
@@ -1484,9 +1495,7 @@ impl Correcting {
                     })
                 })
             }
-            ToProvider::ResendRefused { round, .. } => {
-                self.answer_error(net, client, *round, true)
-            }
+            ToProvider::ResendRefused { round, .. } => self.answer_error(net, client, *round, true),
             ToProvider::Ack {
                 of: AckKind::BackedUp { round },
                 ..
@@ -1494,7 +1503,7 @@ impl Correcting {
             _ => Some(wrong_phase(net, &message, "correcting")),
         };
         if let Some(error) = error {
-            return Err((Phase::Correcting(self), error));
+            return Err(Box::new((Phase::Correcting(self), error)));
         }
         self.awaiting.remove(&client);
         match message {
@@ -1516,7 +1525,13 @@ impl Correcting {
 
     /// Whether an answer from `client` for `round` (a resend or its refusal when `resend`, a
     /// backup acknowledgement otherwise) is one this round is waiting for.
-    fn answer_error(&self, net: u32, client: u32, round: u32, resend: bool) -> Option<ProviderError> {
+    fn answer_error(
+        &self,
+        net: u32,
+        client: u32,
+        round: u32,
+        resend: bool,
+    ) -> Option<ProviderError> {
         if round != self.round {
             Some(ProviderError::WrongRound {
                 net,

@@ -83,7 +83,11 @@ impl Kit {
         self.try_local(client, f).expect("gateway accepts")
     }
 
-    fn try_receive(&mut self, to: u32, message: &ToGateway) -> Result<Vec<ToProvider>, GatewayError> {
+    fn try_receive(
+        &mut self,
+        to: u32,
+        message: &ToGateway,
+    ) -> Result<Vec<ToProvider>, GatewayError> {
         let state = self.gateways.remove(&to).expect("known gateway");
         match state.receive(message, &self.registry, &mut self.rng) {
             Ok(step) => {
@@ -145,7 +149,9 @@ impl Kit {
             let out = self.local(client, |s| s.transmit(round, &reading));
             readings.insert(client, reading);
             for message in out {
-                self.provider.handle(message, &mut self.provider_rng).unwrap();
+                self.provider
+                    .handle(message, &mut self.provider_rng)
+                    .unwrap();
             }
         }
         let outbox = self.provider.close_round(NET).unwrap();
@@ -322,7 +328,12 @@ fn exits_that_do_not_follow_a_real_exit_are_refused() {
         })
     ));
     // A genuinely signed exit naming another exchange (a replay of an older exit).
-    let stale = SignedExit::sign(&kit.identity(neighbour), NET, neighbour, vec![(me, 123_456)]);
+    let stale = SignedExit::sign(
+        &kit.identity(neighbour),
+        NET,
+        neighbour,
+        vec![(me, 123_456)],
+    );
     assert!(matches!(
         kit.try_receive(me, &ToGateway::Exit(stale)),
         Err(GatewayError::StaleExit { .. })
@@ -368,7 +379,9 @@ fn connection_loss_is_corrected_and_late_transmits_are_refused() {
         let reading = vec![u64::from(client), 10];
         let out = kit.local(client, |s| s.transmit(1, &reading));
         readings.insert(client, reading);
-        kit.provider.handle(out[0].clone(), &mut kit.provider_rng).unwrap();
+        kit.provider
+            .handle(out[0].clone(), &mut kit.provider_rng)
+            .unwrap();
     }
     let corrections = kit.provider.close_round(NET).unwrap();
     assert_eq!(corrections.len(), kit.neighbours(lost).len());
@@ -514,7 +527,9 @@ fn provider_notifications_in_every_phase() {
                 "idle" => {}
                 "reconfiguring" => {
                     let out = kit.local(50, |s| s.register());
-                    kit.provider.handle(out[0].clone(), &mut kit.provider_rng).unwrap();
+                    kit.provider
+                        .handle(out[0].clone(), &mut kit.provider_rng)
+                        .unwrap();
                 }
                 "collecting" => {
                     kit.provider.open_round(NET, 1).unwrap();
@@ -523,7 +538,9 @@ fn provider_notifications_in_every_phase() {
                     let expected = kit.provider.open_round(NET, 1).unwrap();
                     for c in expected.into_iter().filter(|&c| c != lost) {
                         let out = kit.local(c, |s| s.transmit(1, &[1, 1]));
-                        kit.provider.handle(out[0].clone(), &mut kit.provider_rng).unwrap();
+                        kit.provider
+                            .handle(out[0].clone(), &mut kit.provider_rng)
+                            .unwrap();
                     }
                     let corrections = kit.provider.close_round(NET).unwrap();
                     let mine = corrections.iter().find(|e| e.to == answerer).unwrap();
@@ -532,7 +549,9 @@ fn provider_notifications_in_every_phase() {
                 _ => unreachable!(),
             }
             let message = match input {
-                0 => ToProvider::Register { client: if phase == "idle" { 50 } else { 51 } },
+                0 => ToProvider::Register {
+                    client: if phase == "idle" { 50 } else { 51 },
+                },
                 1 => ToProvider::Joined {
                     dc_net_id: NET,
                     client: 50,
@@ -545,7 +564,11 @@ fn provider_notifications_in_every_phase() {
                     lanes: vec![0, 0],
                 }),
                 _ => {
-                    let sender = if phase == "correcting" { lost } else { transmitter };
+                    let sender = if phase == "correcting" {
+                        lost
+                    } else {
+                        transmitter
+                    };
                     kit.local(sender, |s| s.transmit(1, &[1, 1])).remove(0)
                 }
             };
