@@ -848,6 +848,15 @@ mod tests {
         }
 
         #[test]
+        fn arbitrary_lines_are_errors_not_panics(text in ".{0,200}", action in "[a-z-]{1,12}( [a-z]{1,8}=[0-9a-z,-]{0,6}){0,6}") {
+            let _ = parse_entry(&text, 1);
+            let _ = verify_chain([text.as_str()], None);
+            let _ = action.parse::<AuditEvent>();
+            let line = format!("0 {} {} {action}", hex(&[0; 32]), hex(&[1; 32]));
+            prop_assert!(verify_chain([line.as_str()], None).is_err());
+        }
+
+        #[test]
         fn removing_or_moving_any_entry_is_detected(from in 0usize..9, to in 0usize..9) {
             let lines = chain_lines();
             let head = verify(&lines).unwrap().head;
