@@ -5,6 +5,8 @@
 //! one-line message naming the flag.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +63,18 @@ pub enum Command {
     /// Analyse key graphs.
     #[command(subcommand)]
     Graph(GraphCommand),
+    /// Read household meters over Modbus RTU, find them on a bus, or simulate one.
+    Meter(MeterArgs),
+    /// Run a household gateway: read the meter at every round boundary, mask the energy
+    /// consumed in the round with the edge keys, and append a transmit frame to a round log.
+    ///
+    /// At each boundary of the round clock (rounds of --period since the Unix epoch, so all
+    /// gateways with the same period agree on round numbers) the import counter is read; the
+    /// difference to the previous boundary, in Wh, is masked with the edge keys of the keys
+    /// file (engine's local superposition) and appended as a `transmit` frame. A failed read, a
+    /// counter that went backwards or a missing previous reading sends no frame for that round
+    /// (never a wrong one) and says why on stderr.
+    Gateway(GatewayArgs),
 }
 
 /// The population and schedule of a simulation.
@@ -291,6 +305,568 @@ impl DemoArgs {
         Ok(DemoConfig {
             out: self.out,
             sim: self.population.into_config()?,
+        })
+    }
+}
+
+// ---- meter and gateway -------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+pub struct MeterArgs {
+    #[command(subcommand)]
+    pub command: MeterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MeterCommand {
+    /// Print every register of a meter's profile with its unit, once or every --interval.
+    Read(MeterReadArgs),
+    /// Probe unit ids on a bus and list the devices that answer.
+    Scan(MeterScanArgs),
+    /// Run a simulated meter bus (an RTU server answering a profile's registers) on a serial
+    /// port or a new pseudo-terminal, whose path is printed on standard output.
+    ///
+    /// The import counter grows along the BDEW H25 household load profile, --speed times
+    /// faster than real time. Faults can be injected with --fault. Runs until interrupted.
+    Sim(MeterSimArgs),
+    /// List the built-in device profiles, or print one (a starting point for your own).
+    Profiles(MeterProfilesArgs),
+}
+
+/// The serial line.
+#[derive(Debug, Args)]
+pub struct SerialArgs {
+    /// Serial port: an RS-485 adapter (/dev/ttyUSB0, /dev/serial/by-id/...) or a
+    /// pseudo-terminal from `dcnet meter sim --pty`.
+    #[arg(long, value_name = "PATH")]
+    pub port: PathBuf,
+    /// Baud rate (default: the profile's).
+    #[arg(long)]
+    pub baud: Option<u32>,
+    /// Parity: none, even or odd (default: the profile's).
+    #[arg(long, value_name = "none|even|odd")]
+    pub parity: Option<String>,
+    /// Stop bits, 1 or 2 (default: the profile's).
+    #[arg(long, value_name = "1|2")]
+    pub stop_bits: Option<u8>,
+}
+
+/// Which device profile.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ProfileArgs {
+    /// A built-in device profile: sdm120, sdm630, abb-b23, em24, sunspec-203
+    /// (`dcnet meter profiles` lists them).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// A device profile in a TOML file (see README "Reading a real meter").
+    #[arg(long, value_name = "FILE")]
+    pub profile_file: Option<PathBuf>,
+}
+
+/// Overrides of the profile's request timing.
+#[derive(Debug, Args)]
+pub struct TimingArgs {
+    /// Time to wait for an answer, e.g. 500ms, 2s (default: the profile's).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Extra attempts after a timeout, CRC error or busy meter (default: the profile's).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u8>,
+}
+
+#[derive(Debug, Args)]
+pub struct MeterReadArgs {
+    #[command(flatten)]
+    pub serial: SerialArgs,
+    /// Modbus unit id of the meter, 1..=247.
+    #[arg(long, value_name = "ID")]
+    pub unit: String,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+    /// Poll again every DURATION (e.g. 10s, 1m) until interrupted or --count polls.
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+    /// Stop after N polls (default: 1, or unlimited with --interval).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// One JSON object per poll on standard output instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the bus counters (requests, errors, timeouts, exceptions...) at the end.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MeterScanArgs {
+    #[command(flatten)]
+    pub serial: SerialArgs,
+    /// Probe with this built-in profile's first block (and show its import energy) instead of
+    /// holding register 0; serial defaults come from it.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// First unit id to probe.
+    #[arg(long, default_value_t = 1, value_name = "ID")]
+    pub from: u8,
+    /// Last unit id to probe.
+    #[arg(long, default_value_t = 247, value_name = "ID")]
+    pub to: u8,
+    /// Time to wait for each unit id.
+    #[arg(long, default_value = "100ms", value_name = "DURATION")]
+    pub timeout: String,
+    /// Print the bus counters at the end.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MeterSimArgs {
+    /// Serve on this serial port (e.g. one end of an RS-485 adapter pair).
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "pty",
+        required_unless_present = "pty"
+    )]
+    pub port: Option<PathBuf>,
+    /// Serve on a new pseudo-terminal and print its path on standard output.
+    #[arg(long)]
+    pub pty: bool,
+    /// Serial settings when serving on --port (default: the profile's).
+    #[arg(long)]
+    pub baud: Option<u32>,
+    /// Parity when serving on --port: none, even or odd (default: the profile's).
+    #[arg(long, value_name = "none|even|odd")]
+    pub parity: Option<String>,
+    /// Stop bits when serving on --port (default: the profile's).
+    #[arg(long, value_name = "1|2")]
+    pub stop_bits: Option<u8>,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Unit id of a simulated meter; repeat for several meters on the bus.
+    #[arg(long = "unit", value_name = "ID", required = true)]
+    pub units: Vec<String>,
+    /// Annual consumption the H25 load profile is scaled to, kWh.
+    #[arg(long, default_value_t = 3500.0, value_name = "KWH")]
+    pub annual_kwh: f64,
+    /// Import counter at the start, kWh.
+    #[arg(long, default_value_t = 1000.0, value_name = "KWH")]
+    pub start_kwh: f64,
+    /// Simulated time runs this many times faster than real time (900: 15 min per second).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Inject a fault into every meter: KIND@N (the N-th request only) or KIND%N (every N-th),
+    /// KIND one of silence, exception:CODE, corrupt (bad CRC), noise (garbage before the
+    /// answer), late:MS. Repeatable.
+    #[arg(long = "fault", value_name = "SPEC")]
+    pub faults: Vec<String>,
+    /// Append one CSV row `unit,at_ms,sim_ms,import_wh` per answer carrying the import counter
+    /// (what a reader must have seen).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MeterProfilesArgs {
+    /// Print this built-in profile's TOML.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub serial: SerialArgs,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Modbus unit id of the household meter, 1..=247.
+    #[arg(long, value_name = "ID")]
+    pub unit: String,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+    /// DC net id.
+    #[arg(long, value_name = "N")]
+    pub net: u32,
+    /// This gateway's client id in the net.
+    #[arg(long, value_name = "C")]
+    pub client: u32,
+    /// Edge seeds: one line per neighbour, `CLIENT_ID SEED` with the 16-byte seed in 32 hex
+    /// digits; `#` starts a comment.
+    #[arg(long, value_name = "FILE")]
+    pub keys: PathBuf,
+    /// Round log to append transmit frames to (created if missing).
+    #[arg(long, value_name = "LOG")]
+    pub out: PathBuf,
+    /// Round length, e.g. 15m (the metering interval), 1h, or seconds for tests (2s, 2).
+    #[arg(long, default_value = "15m", value_name = "DURATION")]
+    pub period: String,
+    /// Stop after R rounds (default: run until interrupted).
+    #[arg(long, value_name = "R")]
+    pub rounds: Option<u32>,
+    /// Take the first reading at the start of this round and send frames from it on (default:
+    /// the next round boundary). Gateways started together use it to cover the same rounds.
+    #[arg(long, value_name = "ROUND")]
+    pub from_round: Option<u32>,
+    /// Lanes per frame: 1 (lane 0 = Wh imported in the round) or 2 (lane 1 = Wh exported; the
+    /// profile needs an export counter).
+    #[arg(long, default_value_t = 1)]
+    pub lanes: u8,
+    /// Print the bus counters at the end.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// The serial line, with the profile's defaults filled in.
+#[derive(Debug, Clone)]
+pub struct SerialConfig {
+    pub port: String,
+    pub settings: meter_io::SerialSettings,
+}
+
+/// A validated `meter read`.
+#[derive(Debug, Clone)]
+pub struct MeterReadConfig {
+    pub serial: SerialConfig,
+    pub unit: meter_io::UnitId,
+    pub profile: Arc<meter_io::Profile>,
+    pub interval: Option<Duration>,
+    pub count: Option<u64>,
+    pub json: bool,
+    pub stats: bool,
+}
+
+/// A validated `meter scan`.
+#[derive(Debug, Clone)]
+pub struct MeterScanConfig {
+    pub serial: SerialConfig,
+    pub profile: Option<Arc<meter_io::Profile>>,
+    pub units: std::ops::RangeInclusive<u8>,
+    pub timeout: Duration,
+    pub stats: bool,
+}
+
+/// Where a simulated bus serves.
+#[derive(Debug, Clone)]
+pub enum SimLine {
+    Port(SerialConfig),
+    Pty,
+}
+
+/// A validated `meter sim`.
+#[derive(Debug, Clone)]
+pub struct MeterSimConfig {
+    pub line: SimLine,
+    pub sim: meter_io::sim::SimConfig,
+    pub record: Option<PathBuf>,
+}
+
+/// A validated `gateway`.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub serial: SerialConfig,
+    pub unit: meter_io::UnitId,
+    pub profile: Arc<meter_io::Profile>,
+    pub net: u32,
+    pub client: u32,
+    pub keys: meter_io::gateway::KeyFile,
+    pub keys_path: PathBuf,
+    pub out: PathBuf,
+    pub clock: meter_io::gateway::RoundClock,
+    pub rounds: Option<u32>,
+    pub from_round: Option<u32>,
+    pub lanes: u8,
+    pub stats: bool,
+}
+
+/// Parses a duration: a number with `ms`, `s`, `m` or `h`, or a bare number of seconds.
+pub fn parse_duration(flag: &str, text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+        .with_context(|| {
+            format!("{flag} {text:?}: expected a duration like 500ms, 30s, 15m, 1h or 2")
+        })?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => bail!("{flag} {text:?}: unknown unit {other:?} (use ms, s, m or h)"),
+    };
+    ensure!(
+        seconds <= 366.0 * 86_400.0,
+        "{flag} {text:?}: longer than a year"
+    );
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_unit(flag: &str, text: &str) -> Result<meter_io::UnitId> {
+    text.parse::<meter_io::UnitId>()
+        .map_err(|e| anyhow::anyhow!("{flag} {text:?}: {e}"))
+}
+
+impl ProfileArgs {
+    fn load(&self) -> Result<Arc<meter_io::Profile>> {
+        match (&self.profile, &self.profile_file) {
+            (Some(name), _) => meter_io::profile::built_in(name).context("--profile"),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--profile-file {}", path.display()))?;
+                let profile = meter_io::Profile::from_toml(&path.display().to_string(), &text)
+                    .context("--profile-file")?;
+                Ok(Arc::new(profile))
+            }
+            (None, None) => bail!("one of --profile or --profile-file is required"),
+        }
+    }
+}
+
+fn serial_settings(
+    profile: Option<&meter_io::Profile>,
+    baud: Option<u32>,
+    parity: Option<&str>,
+    stop_bits: Option<u8>,
+) -> Result<meter_io::SerialSettings> {
+    use meter_io::serial::{Parity, StopBits};
+    let defaults = profile
+        .map(|p| p.serial)
+        .unwrap_or(meter_io::SerialSettings {
+            baud: 9600,
+            parity: Parity::Even,
+            stop_bits: StopBits::One,
+        });
+    let baud = baud.unwrap_or(defaults.baud);
+    ensure!(
+        (300..=4_000_000).contains(&baud),
+        "--baud {baud}: expected 300..=4000000"
+    );
+    let parity = match parity {
+        Some(p) => p
+            .parse::<Parity>()
+            .map_err(|e| anyhow::anyhow!("--parity: {e}"))?,
+        None => defaults.parity,
+    };
+    let stop_bits = match stop_bits {
+        Some(s) => StopBits::try_from(s).map_err(|e| anyhow::anyhow!("--stop-bits: {e}"))?,
+        None => defaults.stop_bits,
+    };
+    Ok(meter_io::SerialSettings {
+        baud,
+        parity,
+        stop_bits,
+    })
+}
+
+impl SerialArgs {
+    fn into_config(self, profile: Option<&meter_io::Profile>) -> Result<SerialConfig> {
+        Ok(SerialConfig {
+            settings: serial_settings(profile, self.baud, self.parity.as_deref(), self.stop_bits)?,
+            port: self.port.to_string_lossy().into_owned(),
+        })
+    }
+}
+
+impl TimingArgs {
+    /// The profile with the overridden timing.
+    fn apply(&self, profile: Arc<meter_io::Profile>) -> Result<Arc<meter_io::Profile>> {
+        if self.timeout.is_none() && self.retries.is_none() {
+            return Ok(profile);
+        }
+        let mut p = (*profile).clone();
+        if let Some(text) = &self.timeout {
+            let timeout = parse_duration("--timeout", text)?;
+            ensure!(
+                timeout >= Duration::from_millis(1),
+                "--timeout {text:?}: must be at least 1ms"
+            );
+            p.timing.timeout = timeout;
+            p.timing.recovery = p.timing.recovery.max(timeout);
+        }
+        if let Some(retries) = self.retries {
+            ensure!(retries <= 10, "--retries {retries}: at most 10");
+            p.timing.retries = retries;
+        }
+        Ok(Arc::new(p))
+    }
+}
+
+impl MeterReadArgs {
+    pub fn into_config(self) -> Result<MeterReadConfig> {
+        let profile = self.timing.apply(self.profile.load()?)?;
+        let interval = self
+            .interval
+            .as_deref()
+            .map(|t| parse_duration("--interval", t))
+            .transpose()?;
+        if let Some(interval) = interval {
+            ensure!(
+                interval >= Duration::from_millis(100),
+                "--interval: at least 100ms"
+            );
+        }
+        ensure!(self.count != Some(0), "--count must be at least 1");
+        Ok(MeterReadConfig {
+            unit: parse_unit("--unit", &self.unit)?,
+            serial: self.serial.into_config(Some(&profile))?,
+            profile,
+            count: self
+                .count
+                .or(if interval.is_some() { None } else { Some(1) }),
+            interval,
+            json: self.json,
+            stats: self.stats,
+        })
+    }
+}
+
+impl MeterScanArgs {
+    pub fn into_config(self) -> Result<MeterScanConfig> {
+        let profile = self
+            .profile
+            .as_deref()
+            .map(meter_io::profile::built_in)
+            .transpose()
+            .context("--profile")?;
+        parse_unit("--from", &self.from.to_string())?;
+        parse_unit("--to", &self.to.to_string())?;
+        ensure!(
+            self.from <= self.to,
+            "--from {} is above --to {}",
+            self.from,
+            self.to
+        );
+        let timeout = parse_duration("--timeout", &self.timeout)?;
+        ensure!(
+            timeout >= Duration::from_millis(1),
+            "--timeout: at least 1ms"
+        );
+        Ok(MeterScanConfig {
+            serial: self.serial.into_config(profile.as_deref())?,
+            profile,
+            units: self.from..=self.to,
+            timeout,
+            stats: self.stats,
+        })
+    }
+}
+
+impl MeterSimArgs {
+    pub fn into_config(self) -> Result<MeterSimConfig> {
+        let profile = self.profile.load()?;
+        let line = match self.port {
+            Some(port) => SimLine::Port(SerialConfig {
+                settings: serial_settings(
+                    Some(&profile),
+                    self.baud,
+                    self.parity.as_deref(),
+                    self.stop_bits,
+                )?,
+                port: port.to_string_lossy().into_owned(),
+            }),
+            None => SimLine::Pty,
+        };
+        ensure!(
+            self.annual_kwh.is_finite() && (0.0..=1e7).contains(&self.annual_kwh),
+            "--annual-kwh {}: expected 0..=10000000",
+            self.annual_kwh
+        );
+        ensure!(
+            self.start_kwh.is_finite() && (0.0..=1e9).contains(&self.start_kwh),
+            "--start-kwh {}: expected 0..=1000000000",
+            self.start_kwh
+        );
+        ensure!(
+            self.speed.is_finite() && self.speed > 0.0 && self.speed <= 1e6,
+            "--speed {}: expected a positive factor up to 1000000",
+            self.speed
+        );
+        let faults = self
+            .faults
+            .iter()
+            .map(|f| {
+                f.parse()
+                    .map_err(|e: String| anyhow::anyhow!("--fault: {e}"))
+            })
+            .collect::<Result<Vec<meter_io::sim::FaultRule>>>()?;
+        let mut meters = Vec::new();
+        for text in &self.units {
+            let unit = parse_unit("--unit", text)?;
+            ensure!(
+                meters
+                    .iter()
+                    .all(|m: &meter_io::sim::SimMeterConfig| m.unit != unit),
+                "--unit {unit} is given twice"
+            );
+            meters.push(meter_io::sim::SimMeterConfig {
+                unit,
+                profile: profile.clone(),
+                annual_kwh: self.annual_kwh,
+                import_wh: self.start_kwh * 1000.0,
+                export_wh: 0.0,
+                faults: faults.clone(),
+            });
+        }
+        Ok(MeterSimConfig {
+            line,
+            sim: meter_io::sim::SimConfig {
+                meters,
+                speed: self.speed,
+                start_ms: None,
+            },
+            record: self.record,
+        })
+    }
+}
+
+impl GatewayArgs {
+    pub fn into_config(self) -> Result<GatewayConfig> {
+        let profile = self.timing.apply(self.profile.load()?)?;
+        ensure!(
+            (1..=2).contains(&self.lanes),
+            "--lanes {}: expected 1 or 2",
+            self.lanes
+        );
+        if self.lanes == 2 {
+            ensure!(
+                profile
+                    .register_with_role(meter_io::Role::EnergyExport)
+                    .is_some(),
+                "--lanes 2: profile {} has no export energy register",
+                profile.name
+            );
+        }
+        let period = parse_duration("--period", &self.period)?;
+        let clock = meter_io::gateway::RoundClock::new(period.as_millis() as u64)
+            .with_context(|| format!("--period {:?}: at least 1s", self.period))?;
+        ensure!(self.rounds != Some(0), "--rounds must be at least 1");
+        let text = std::fs::read_to_string(&self.keys)
+            .with_context(|| format!("--keys {}", self.keys.display()))?;
+        let keys =
+            meter_io::gateway::KeyFile::parse(&self.keys.display().to_string(), &text, self.client)
+                .context("--keys")?;
+        Ok(GatewayConfig {
+            unit: parse_unit("--unit", &self.unit)?,
+            serial: self.serial.into_config(Some(&profile))?,
+            profile,
+            net: self.net,
+            client: self.client,
+            keys,
+            keys_path: self.keys,
+            out: self.out,
+            clock,
+            rounds: self.rounds,
+            from_round: self.from_round,
+            lanes: self.lanes,
+            stats: self.stats,
         })
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{AuditCommand, Cli, Command, GraphCommand};
+use crate::cli::{AuditCommand, Cli, Command, GraphCommand, MeterCommand};
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -20,6 +20,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Verify(args)) => cmd::audit::verify(&args.into_config()?),
         Command::Audit(AuditCommand::Show(args)) => cmd::audit::show(&args.into_config()?),
         Command::Graph(GraphCommand::Analyze(args)) => cmd::graph::analyze(&args.into_config()?),
+        Command::Meter(args) => match args.command {
+            MeterCommand::Read(args) => cmd::meter::read(args.into_config()?),
+            MeterCommand::Scan(args) => cmd::meter::scan(args.into_config()?),
+            MeterCommand::Sim(args) => cmd::meter::sim(args.into_config()?),
+            MeterCommand::Profiles(args) => cmd::meter::profiles(args),
+        },
+        Command::Gateway(args) => cmd::gateway::run(args.into_config()?),
     }
 }
 

@@ -258,7 +258,9 @@ impl Bus {
 fn lock(stats: &Mutex<BusStats>) -> std::sync::MutexGuard<'_, BusStats> {
     // A panic while holding the lock cannot leave the counters inconsistent, so poisoning is
     // ignored.
-    stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    stats
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// When the next request may go out.
@@ -436,11 +438,7 @@ where
                 if words.len() != usize::from(request.count) {
                     return Err(ReadError::BadFrame {
                         unit,
-                        detail: format!(
-                            "{} registers instead of {}",
-                            words.len(),
-                            request.count
-                        ),
+                        detail: format!("{} registers instead of {}", words.len(), request.count),
                     });
                 }
                 Ok(words)

@@ -193,11 +193,7 @@ pub fn decode(words: &[u16], encoding: Encoding, order: WordOrder) -> Result<Raw
 
 /// Encodes a value into registers: the inverse of [`decode`]. Integers are given as `f64` and
 /// must already be whole numbers in range; floats are rounded to the type.
-pub fn encode(
-    value: f64,
-    encoding: Encoding,
-    order: WordOrder,
-) -> Result<Vec<u16>, EncodeError> {
+pub fn encode(value: f64, encoding: Encoding, order: WordOrder) -> Result<Vec<u16>, EncodeError> {
     let out_of_range = || EncodeError::OutOfRange {
         value,
         encoding: encoding.name(),
@@ -210,9 +206,7 @@ pub fn encode(
         Encoding::I32 if fits(-2147483648.0, 2147483647.0) => u64::from(value as i32 as u32),
         // The largest f64 below 2^64 and 2^63; `as` saturates at the type's edge anyway.
         Encoding::U64 if fits(0.0, 18446744073709549568.0) => value as u64,
-        Encoding::I64 if fits(-9223372036854775808.0, 9223372036854774784.0) => {
-            value as i64 as u64
-        }
+        Encoding::I64 if fits(-9223372036854775808.0, 9223372036854774784.0) => value as i64 as u64,
         Encoding::F32 => u64::from((value as f32).to_bits()),
         Encoding::F64 => value.to_bits(),
         _ => return Err(out_of_range()),
@@ -222,7 +216,11 @@ pub fn encode(
     let be = &be[8 - 2 * n..];
     let mut words = vec![0u16; n];
     for (slot, chunk) in be.chunks_exact(2).enumerate() {
-        let i = if order.reverses_words() { n - 1 - slot } else { slot };
+        let i = if order.reverses_words() {
+            n - 1 - slot
+        } else {
+            slot
+        };
         words[i] = if order.swaps_bytes() {
             u16::from_le_bytes([chunk[0], chunk[1]])
         } else {
@@ -251,7 +249,11 @@ mod tests {
             (WordOrder::DCBA, [0x4433, 0x2211]),
         ];
         for (order, words) in cases {
-            assert_eq!(decode(&words, Encoding::U32, order).unwrap(), value, "{order:?}");
+            assert_eq!(
+                decode(&words, Encoding::U32, order).unwrap(),
+                value,
+                "{order:?}"
+            );
         }
     }
 
@@ -265,7 +267,11 @@ mod tests {
             (WordOrder::DCBA, [0x8877, 0x6655, 0x4433, 0x2211]),
         ];
         for (order, words) in cases {
-            assert_eq!(decode(&words, Encoding::U64, order).unwrap(), value, "{order:?}");
+            assert_eq!(
+                decode(&words, Encoding::U64, order).unwrap(),
+                value,
+                "{order:?}"
+            );
         }
     }
 

@@ -89,7 +89,12 @@ impl KeyFile {
 }
 
 /// Masks `delta` (one value per lane) into client `me`'s local superposition for `round`.
-pub fn mask(me: u32, round: u32, delta: &[u64], keys: &KeyFile) -> Result<Vec<u64>, SuperposeError> {
+pub fn mask(
+    me: u32,
+    round: u32,
+    delta: &[u64],
+    keys: &KeyFile,
+) -> Result<Vec<u64>, SuperposeError> {
     let mut out = vec![0u64; delta.len()];
     local_superposition(
         me,
@@ -298,9 +303,18 @@ mod tests {
     #[test]
     fn key_file_errors_name_the_line() {
         for (text, needle) in [
-            (format!("11 {SEED_HEX}\n3 {SEED_HEX}"), "line 2: client 3 is this gateway"),
-            (format!("11 {SEED_HEX}\n11 {SEED_HEX}"), "line 2: client 11 appears twice"),
-            ("11 abcd".to_string(), "line 1: the seed must be 32 hex digits"),
+            (
+                format!("11 {SEED_HEX}\n3 {SEED_HEX}"),
+                "line 2: client 3 is this gateway",
+            ),
+            (
+                format!("11 {SEED_HEX}\n11 {SEED_HEX}"),
+                "line 2: client 11 appears twice",
+            ),
+            (
+                "11 abcd".to_string(),
+                "line 1: the seed must be 32 hex digits",
+            ),
             ("x 00".to_string(), "line 1: client id \"x\""),
             ("11".to_string(), "line 1: expected"),
             ("# nothing\n".to_string(), "no neighbours"),
@@ -352,7 +366,13 @@ mod tests {
         );
         // A failed read skips the round that ended...
         let (t, o) = t.at_boundary(12, Err("timeout".into()));
-        assert!(matches!(o, RoundOutcome::Skip { round: 11, reason: SkipReason::ReadFailed(_) }));
+        assert!(matches!(
+            o,
+            RoundOutcome::Skip {
+                round: 11,
+                reason: SkipReason::ReadFailed(_)
+            }
+        ));
         // ...and the next one, which has no start reading.
         let (t, o) = t.at_boundary(13, Ok(vec![1200]));
         assert_eq!(

@@ -118,6 +118,29 @@ pub enum Role {
 }
 
 impl Role {
+    /// The profile's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::EnergyImport => "energy_import",
+            Role::EnergyExport => "energy_export",
+            Role::Power => "power",
+            Role::PowerL1 => "power_l1",
+            Role::PowerL2 => "power_l2",
+            Role::PowerL3 => "power_l3",
+            Role::VoltageL1 => "voltage_l1",
+            Role::VoltageL2 => "voltage_l2",
+            Role::VoltageL3 => "voltage_l3",
+            Role::Current => "current",
+            Role::CurrentL1 => "current_l1",
+            Role::CurrentL2 => "current_l2",
+            Role::CurrentL3 => "current_l3",
+            Role::Frequency => "frequency",
+            Role::PowerFactor => "power_factor",
+            Role::ScaleFactor => "scale_factor",
+            Role::Other => "other",
+        }
+    }
+
     /// Energy counters, whose unit must be convertible to Wh.
     pub fn is_energy(self) -> bool {
         matches!(self, Role::EnergyImport | Role::EnergyExport)
@@ -269,14 +292,8 @@ pub enum ProfileError {
 
 /// The built-in profiles: name and TOML text.
 pub const BUILT_IN: &[(&str, &str)] = &[
-    (
-        "sdm120",
-        include_str!("../../data/profiles/sdm120.toml"),
-    ),
-    (
-        "sdm630",
-        include_str!("../../data/profiles/sdm630.toml"),
-    ),
+    ("sdm120", include_str!("../../data/profiles/sdm120.toml")),
+    ("sdm630", include_str!("../../data/profiles/sdm630.toml")),
     ("abb-b23", include_str!("../../data/profiles/abb-b23.toml")),
     ("em24", include_str!("../../data/profiles/em24.toml")),
     (
@@ -466,10 +483,7 @@ impl ProfileFile {
                 return Err(format!("registers[{i}].name: must not be empty"));
             }
             if names.insert(r.name.as_str(), i).is_some() {
-                return Err(format!(
-                    "registers[{i}].name: {:?} appears twice",
-                    r.name
-                ));
+                return Err(format!("registers[{i}].name: {:?} appears twice", r.name));
             }
         }
         let mut roles = BTreeMap::new();
@@ -649,14 +663,23 @@ mod tests {
 
     #[test]
     fn register_outside_every_block_is_rejected() {
-        let text = MINIMAL.replace("address = 0x10\n        encoding", "address = 0x12\n        encoding");
+        let text = MINIMAL.replace(
+            "address = 0x10\n        encoding",
+            "address = 0x12\n        encoding",
+        );
         let msg = rejected(&text);
-        assert!(msg.contains("registers[0] (energy).address") && msg.contains("no holding block"), "{msg}");
+        assert!(
+            msg.contains("registers[0] (energy).address") && msg.contains("no holding block"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn register_in_a_block_of_the_other_function_is_rejected() {
-        let text = MINIMAL.replace("function = \"holding\"\n        address = 0x10\n        encoding", "function = \"input\"\n        address = 0x10\n        encoding");
+        let text = MINIMAL.replace(
+            "function = \"holding\"\n        address = 0x10\n        encoding",
+            "function = \"input\"\n        address = 0x10\n        encoding",
+        );
         assert!(rejected(&text).contains("no input block"));
     }
 
@@ -668,14 +691,17 @@ mod tests {
 
     #[test]
     fn block_past_the_address_space_is_rejected() {
-        let text = MINIMAL
-            .replace("address = 0x10\n        count", "address = 0xfffe\n        count");
+        let text = MINIMAL.replace(
+            "address = 0x10\n        count",
+            "address = 0xfffe\n        count",
+        );
         assert!(rejected(&text).contains("run past address 0xffff"));
     }
 
     #[test]
     fn unknown_fields_and_bad_enums_name_the_line() {
-        let msg = rejected(&MINIMAL.replace("unit = \"kWh\"", "unit = \"kWh\"\n        colour = 1"));
+        let msg =
+            rejected(&MINIMAL.replace("unit = \"kWh\"", "unit = \"kWh\"\n        colour = 1"));
         assert!(msg.contains("colour") && msg.contains("line"), "{msg}");
         let msg = rejected(&MINIMAL.replace("\"u64\"", "\"u128\""));
         assert!(msg.contains("u128"), "{msg}");
@@ -683,7 +709,9 @@ mod tests {
 
     #[test]
     fn energy_needs_an_energy_unit() {
-        assert!(rejected(&MINIMAL.replace("\"kWh\"", "\"kW\"")).contains("energy register needs unit"));
+        assert!(
+            rejected(&MINIMAL.replace("\"kWh\"", "\"kW\"")).contains("energy register needs unit")
+        );
     }
 
     #[test]
@@ -696,20 +724,41 @@ mod tests {
         encoding = "u16"
         "#;
         assert!(rejected(&format!("{MINIMAL}{extra}")).contains("appears twice"));
-        let extra = extra.replace("name = \"energy\"", "name = \"e2\"") + "unit = \"Wh\"\nrole = \"energy_import\"\n";
+        let extra = extra.replace("name = \"energy\"", "name = \"e2\"")
+            + "unit = \"Wh\"\nrole = \"energy_import\"\n";
         assert!(rejected(&format!("{MINIMAL}{extra}")).contains("already the role"));
     }
 
     #[test]
     fn scale_factor_must_name_an_i16_scale_factor_register() {
-        let text = MINIMAL.replace("role = \"energy_import\"", "role = \"energy_import\"\n        scale_factor = \"missing\"");
+        let text = MINIMAL.replace(
+            "role = \"energy_import\"",
+            "role = \"energy_import\"\n        scale_factor = \"missing\"",
+        );
         assert!(rejected(&text).contains("no register is named \"missing\""));
     }
 
     #[test]
     fn sentinel_wider_than_the_register_is_rejected() {
-        let text = MINIMAL.replace("encoding = \"u64\"", "encoding = \"u16\"\n        not_available = [0x10000]");
+        let text = MINIMAL.replace(
+            "encoding = \"u64\"",
+            "encoding = \"u16\"\n        not_available = [0x10000]",
+        );
         assert!(rejected(&text).contains("wider than 16 bits"));
+    }
+
+    #[test]
+    fn role_names_are_the_profile_spelling() {
+        for role in [
+            Role::EnergyImport,
+            Role::CurrentL3,
+            Role::PowerFactor,
+            Role::Other,
+        ] {
+            let text = MINIMAL.replace("\"energy_import\"", &format!("{:?}", role.name()));
+            let parsed = Profile::from_toml("t.toml", &text).map(|p| p.registers[0].role);
+            assert_eq!(parsed.ok(), Some(role), "{}", role.name());
+        }
     }
 
     #[test]

@@ -16,6 +16,33 @@ pub struct Value {
     pub raw: Raw,
     /// The physical value, or `None` when the meter reports "not available".
     pub value: Option<f64>,
+    /// The step between two integer values (scale times the power of ten), for display with
+    /// the right number of decimals; `None` for floats.
+    pub resolution: Option<f64>,
+}
+
+impl Value {
+    /// The value with as many decimals as its resolution carries ("n/a" if unavailable).
+    pub fn display(&self) -> String {
+        let Some(v) = self.value else {
+            return "n/a".to_string();
+        };
+        match (self.raw, self.resolution) {
+            // Floats: the shortest text that reads back to the same float, as an f32 when the
+            // value is one (f32 registers), else as the f64 it is.
+            (Raw::Float(_), _) | (_, None) => {
+                if f64::from(v as f32) == v {
+                    format!("{}", v as f32)
+                } else {
+                    format!("{v}")
+                }
+            }
+            (_, Some(step)) => {
+                let decimals = (-step.abs().log10()).ceil().clamp(0.0, 9.0) as usize;
+                format!("{v:.decimals$}")
+            }
+        }
+    }
 }
 
 /// Why words could not be turned into values.
@@ -31,7 +58,9 @@ pub enum ValueError {
     },
     /// A register the profile pins to a value (e.g. a SunSpec model id) holds another one:
     /// probably the wrong profile or the wrong base address.
-    #[error("register {name} is {found}, the profile expects {expected}: wrong profile or address?")]
+    #[error(
+        "register {name} is {found}, the profile expects {expected}: wrong profile or address?"
+    )]
     Unexpected {
         name: String,
         found: f64,
@@ -91,6 +120,21 @@ impl BlockWords {
     }
 }
 
+/// The physical value of a raw register value under a power-of-ten `exponent` (from its
+/// scale-factor register, 0 without one). The simulated meter uses the same function, so a
+/// counter it serves and the reader's conversion agree to the last bit.
+pub fn scaled(register: &Register, raw: f64, exponent: i32) -> f64 {
+    raw * (register.scale * 10f64.powi(exponent)) + register.offset
+}
+
+/// An energy value in the register's unit as whole Wh (rounded to the nearest), or `None` if
+/// it is negative, not finite, not an energy unit or beyond 2^53 Wh (where f64 stops counting
+/// single Wh).
+pub fn to_wh(value: f64, unit: &str) -> Option<u64> {
+    let wh = (value * energy_unit_wh(unit)?).round();
+    (wh.is_finite() && (0.0..=9_007_199_254_740_992.0).contains(&wh)).then_some(wh as u64)
+}
+
 /// Decodes one register: raw value, sentinel check, scale factor, scale and offset.
 /// Returns `None` when its block was not read.
 pub fn decode_register(
@@ -110,21 +154,22 @@ pub fn decode_register(
     let mut exponent = 0i32;
     if let Some(sf) = register.scale_factor {
         match decode_register(profile, words, &profile.registers[sf]) {
-            Some(Value {
-                value: Some(e), ..
-            }) if (-10.0..=10.0).contains(&e) => exponent = e as i32,
+            Some(Value { value: Some(e), .. }) if (-10.0..=10.0).contains(&e) => {
+                exponent = e as i32
+            }
             // A missing, unavailable or absurd scale factor makes the value unusable.
             _ => available = false,
         }
     }
-    let value = available
-        .then(|| raw.as_f64() * register.scale * 10f64.powi(exponent) + register.offset);
+    let step = register.scale * 10f64.powi(exponent);
+    let value = available.then(|| scaled(register, raw.as_f64(), exponent));
     Some(Value {
         name: register.name.clone(),
         unit: register.unit.clone(),
         role: register.role,
         raw,
         value,
+        resolution: (!register.encoding.is_float()).then_some(step),
     })
 }
 
@@ -157,18 +202,11 @@ pub fn energy_wh(profile: &Profile, words: &BlockWords, role: Role) -> Result<u6
     let value = decode_register(profile, words, register)
         .and_then(|v| v.value)
         .ok_or_else(|| ValueError::EnergyUnavailable(register.name.clone()))?;
-    // The profile check guarantees an energy unit.
-    let per_unit = energy_unit_wh(&register.unit).unwrap_or(1.0);
-    let wh = (value * per_unit).round();
-    // 2^53 Wh is far beyond any meter; above it f64 would no longer count single Wh.
-    if !wh.is_finite() || !(0.0..=9_007_199_254_740_992.0).contains(&wh) {
-        return Err(ValueError::EnergyInvalid {
-            name: register.name.clone(),
-            value,
-            unit: register.unit.clone(),
-        });
-    }
-    Ok(wh as u64)
+    to_wh(value, &register.unit).ok_or_else(|| ValueError::EnergyInvalid {
+        name: register.name.clone(),
+        value,
+        unit: register.unit.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -217,13 +255,20 @@ mod tests {
         // 230.5 V = 0x43668000, 1234.5 kWh = 0x449A5000, 0.25 kWh = 0x3E800000.
         let hex = block_hex(
             80,
-            &[(0x00, "4366 8000"), (0x48, "449A 5000"), (0x4A, "3E80 0000")],
+            &[
+                (0x00, "4366 8000"),
+                (0x48, "449A 5000"),
+                (0x4A, "3E80 0000"),
+            ],
         );
         let words = words_from_hex(&[(0, &hex)], &p);
         let values = decode_all(&p, &words).unwrap();
         assert_eq!(value(&values, "voltage"), Some(230.5));
         assert_eq!(value(&values, "import_active_energy"), Some(1234.5));
-        assert_eq!(energy_wh(&p, &words, Role::EnergyImport).unwrap(), 1_234_500);
+        assert_eq!(
+            energy_wh(&p, &words, Role::EnergyImport).unwrap(),
+            1_234_500
+        );
         assert_eq!(energy_wh(&p, &words, Role::EnergyExport).unwrap(), 250);
     }
 
@@ -257,7 +302,10 @@ mod tests {
         );
         let words = words_from_hex(&[(0, energy), (1, &inst)], &p);
         let values = decode_all(&p, &words).unwrap();
-        assert_eq!(energy_wh(&p, &words, Role::EnergyImport).unwrap(), 1_234_560);
+        assert_eq!(
+            energy_wh(&p, &words, Role::EnergyImport).unwrap(),
+            1_234_560
+        );
         assert_eq!(value(&values, "active_export"), None);
         assert!(matches!(
             energy_wh(&p, &words, Role::EnergyExport),
@@ -289,7 +337,10 @@ mod tests {
         assert_near(&values, "v_l1_n", 230.1);
         assert_near(&values, "w_sys", -50.0);
         assert_near(&values, "hz", 49.9);
-        assert_eq!(energy_wh(&p, &words, Role::EnergyImport).unwrap(), 123_456_700);
+        assert_eq!(
+            energy_wh(&p, &words, Role::EnergyImport).unwrap(),
+            123_456_700
+        );
         assert_eq!(energy_wh(&p, &words, Role::EnergyExport).unwrap(), 500);
     }
 
@@ -315,7 +366,10 @@ mod tests {
         let values = decode_all(&p, &words).unwrap();
         assert_near(&values, "PhVphA", 230.1);
         assert_near(&values, "W", 15000.0);
-        assert_eq!(energy_wh(&p, &words, Role::EnergyImport).unwrap(), 12_345_678);
+        assert_eq!(
+            energy_wh(&p, &words, Role::EnergyImport).unwrap(),
+            12_345_678
+        );
         assert!(energy_wh(&p, &words, Role::EnergyExport).is_err());
         // The current's scale factor A_SF is 0x0000 here, so the value is usable...
         assert_eq!(value(&values, "A"), Some(0.0));
@@ -335,6 +389,36 @@ mod tests {
             decode_all(&p, &words),
             Err(ValueError::Unexpected { found, expected, .. }) if found == 201.0 && expected == 203.0
         ));
+    }
+
+    #[test]
+    fn display_uses_the_resolution() {
+        let v = |raw, value, resolution| Value {
+            name: "x".into(),
+            unit: String::new(),
+            role: Role::Other,
+            raw,
+            value: Some(value),
+            resolution,
+        };
+        assert_eq!(
+            v(Raw::Signed(2301), 230.10000000000002, Some(0.1)).display(),
+            "230.1"
+        );
+        assert_eq!(
+            v(Raw::Unsigned(123456), 1234.56, Some(0.01)).display(),
+            "1234.56"
+        );
+        assert_eq!(v(Raw::Unsigned(7), 7000.0, Some(1000.0)).display(), "7000");
+        assert_eq!(v(Raw::Float(230.5), 230.5, None).display(), "230.5");
+        // f32 0.1 widened to f64 is 0.10000000149011612; shown as the f32 it was.
+        assert_eq!(
+            v(Raw::Float(0.1f32 as f64), 0.1f32 as f64, None).display(),
+            "0.1"
+        );
+        let mut na = v(Raw::Unsigned(0), 0.0, None);
+        na.value = None;
+        assert_eq!(na.display(), "n/a");
     }
 
     #[test]

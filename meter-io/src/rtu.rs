@@ -109,10 +109,16 @@ mod tests {
     fn crc_of_textbook_frames() {
         // Read 2 input registers from 0x0048 of unit 1: the request every SDM120 guide shows,
         // "01 04 00 48 00 02 F1 DD".
-        assert_eq!(read_request(1, 0x04, 0x0048, 2), [0x01, 0x04, 0x00, 0x48, 0x00, 0x02, 0xF1, 0xDD]);
+        assert_eq!(
+            read_request(1, 0x04, 0x0048, 2),
+            [0x01, 0x04, 0x00, 0x48, 0x00, 0x02, 0xF1, 0xDD]
+        );
         // The Modbus over Serial Line guide's example: read 1 holding register at 0x0000 of
         // unit 1 is "01 03 00 00 00 01 84 0A".
-        assert_eq!(read_request(1, 0x03, 0, 1), [0x01, 0x03, 0x00, 0x00, 0x00, 0x01, 0x84, 0x0A]);
+        assert_eq!(
+            read_request(1, 0x03, 0, 1),
+            [0x01, 0x03, 0x00, 0x00, 0x00, 0x01, 0x84, 0x0A]
+        );
     }
 
     #[test]

@@ -135,9 +135,9 @@ pub fn open_port(path: &str, settings: &SerialSettings) -> std::io::Result<Seria
         .stop_bits(stop_bits)
         .flow_control(tokio_serial::FlowControl::None)
         .open_native_async()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::Other, format!("{path}: {e}")))?;
+        .map_err(|e| std::io::Error::other(format!("{path}: {e}")))?;
     port.clear(tokio_serial::ClearBuffer::All)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::Other, format!("{path}: {e}")))?;
+        .map_err(|e| std::io::Error::other(format!("{path}: {e}")))?;
     Ok(port)
 }
 

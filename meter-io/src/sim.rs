@@ -27,6 +27,7 @@ use tokio_serial::SerialStream;
 use crate::client::UnitId;
 use crate::encoding::{self, Encoding};
 use crate::profile::{Function, Profile, Register, Role, energy_unit_wh};
+use crate::reading::{scaled, to_wh};
 use crate::rtu;
 
 /// A fault the simulated meter injects.
@@ -528,13 +529,11 @@ impl MeterState {
                 }
             }
             if register.role == Role::EnergyImport && reg_start >= start && reg_end <= end {
-                let raw = encoding::decode(&reg_words, register.encoding, register.order)
-                    .map(|r| r.as_f64())
-                    .unwrap_or(0.0);
-                let per_unit = energy_unit_wh(&register.unit).unwrap_or(1.0);
-                let wh = (raw * register.scale * 10f64.powi(exponent) + register.offset)
-                    * per_unit;
-                import_wh = Some(wh.round().max(0.0) as u64);
+                import_wh = encoding::decode(&reg_words, register.encoding, register.order)
+                    .ok()
+                    .and_then(|raw| {
+                        to_wh(scaled(register, raw.as_f64(), exponent), &register.unit)
+                    });
             }
         }
         Ok(Image { words, import_wh })
@@ -667,10 +666,18 @@ mod tests {
         // One full January workday quarter hour 00:00-00:15: H25 20.126 kWh per 1e6 kWh/a,
         // so 20.126 * 3500 / 1000 = 70.441 Wh.
         m.advance(start + QUARTER_MS);
-        assert!((m.import_wh - 1_000_070.441).abs() < 1e-6, "{}", m.import_wh);
+        assert!(
+            (m.import_wh - 1_000_070.441).abs() < 1e-6,
+            "{}",
+            m.import_wh
+        );
         // Half of the next quarter (00:15-00:30, 18.915): 18.915 * 3.5 / 2 = 33.10125 Wh.
         m.advance(start + QUARTER_MS + QUARTER_MS / 2);
-        assert!((m.import_wh - 1_000_103.54225).abs() < 1e-6, "{}", m.import_wh);
+        assert!(
+            (m.import_wh - 1_000_103.542_25).abs() < 1e-6,
+            "{}",
+            m.import_wh
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@ pub mod aggregate;
 pub mod audit;
 pub mod churn;
 pub mod demo;
+pub mod gateway;
 pub mod graph;
 pub mod inspect;
+pub mod meter;
 pub mod simulate;

@@ -73,7 +73,10 @@ async fn a_silent_meter_times_out_after_its_retries() {
         matches!(error, MeterError::Read(ReadError::Timeout { unit: 9, .. })),
         "{error}"
     );
-    assert!(error.to_string().contains("no answer within 60 ms"), "{error}");
+    assert!(
+        error.to_string().contains("no answer within 60 ms"),
+        "{error}"
+    );
     let s = bus.stats().meters[&9];
     assert_eq!((s.requests, s.timeouts, s.retries, s.ok), (3, 3, 2, 0));
     // The bus still serves the meter that is there.
@@ -113,8 +116,15 @@ async fn exceptions_are_distinct_and_only_busy_is_retried() {
         ),
         "{error}"
     );
-    assert!(error.to_string().contains("illegal data address"), "{error}");
-    assert_eq!(bus.stats().meters[&1].requests, 1, "illegal address is final");
+    assert!(
+        error.to_string().contains("illegal data address"),
+        "{error}"
+    );
+    assert_eq!(
+        bus.stats().meters[&1].requests,
+        1,
+        "illegal address is final"
+    );
     // "Server device busy" is worth another try, which succeeds.
     assert!(
         meter(&bus, 2, p)

@@ -36,7 +36,10 @@ fn with_crc(mut frame: Vec<u8>) -> Vec<u8> {
 }
 
 /// A meter that answers each request (checked against `expect`) with the given bytes.
-fn meter_side(mut line: DuplexStream, script: Vec<(Vec<u8>, Vec<u8>)>) -> tokio::task::JoinHandle<DuplexStream> {
+fn meter_side(
+    mut line: DuplexStream,
+    script: Vec<(Vec<u8>, Vec<u8>)>,
+) -> tokio::task::JoinHandle<DuplexStream> {
     tokio::spawn(async move {
         for (expect, answer) in script {
             let mut request = vec![0u8; expect.len()];
@@ -59,7 +62,10 @@ async fn request_and_answer_bytes_of_an_sdm120_energy_read() {
         vec![(vec![0x01, 0x04, 0x00, 0x48, 0x00, 0x02, 0xF1, 0xDD], answer)],
     );
     let bus = Bus::spawn(client, Duration::from_micros(3646));
-    let words = bus.read(request(1, Function::Input, 0x48, 2, 0)).await.unwrap();
+    let words = bus
+        .read(request(1, Function::Input, 0x48, 2, 0))
+        .await
+        .unwrap();
     assert_eq!(words, vec![0x449A, 0x5000]);
     task.await.unwrap();
 }
@@ -88,10 +94,19 @@ async fn noise_then_a_good_answer_in_separate_chunks() {
 async fn malformed_answers_are_bad_frames() {
     // Each answer has a valid CRC but is no answer to "unit 1, read 2 input registers".
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("another unit answered", with_crc(vec![0x05, 0x04, 0x04, 0, 1, 0, 2])),
-        ("wrong register count", with_crc(vec![0x01, 0x04, 0x02, 0, 1])),
+        (
+            "another unit answered",
+            with_crc(vec![0x05, 0x04, 0x04, 0, 1, 0, 2]),
+        ),
+        (
+            "wrong register count",
+            with_crc(vec![0x01, 0x04, 0x02, 0, 1]),
+        ),
         ("odd byte count", with_crc(vec![0x01, 0x04, 0x03, 0, 1, 2])),
-        ("wrong function", with_crc(vec![0x01, 0x03, 0x04, 0, 1, 0, 2])),
+        (
+            "wrong function",
+            with_crc(vec![0x01, 0x03, 0x04, 0, 1, 0, 2]),
+        ),
     ];
     for (what, answer) in cases {
         let (client, meter) = tokio::io::duplex(1024);

@@ -1,6 +1,8 @@
 //! Integration tests of meter-io: the bus client against the simulated meter over an
 //! in-process pseudo-terminal pair, and against hand-written frames over an in-memory pipe.
 //! No test needs a device.
+// Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
 
 mod bus;
 mod frames;
