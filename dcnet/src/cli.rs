@@ -918,6 +918,187 @@ mod tests {
             assert!(error.contains(flag), "{args:?}: {error}");
         }
     }
+
+    #[test]
+    fn durations() {
+        let d = |t| parse_duration("--period", t).unwrap();
+        assert_eq!(d("15m"), Duration::from_secs(900));
+        assert_eq!(d("2"), Duration::from_secs(2));
+        assert_eq!(d("2s"), Duration::from_secs(2));
+        assert_eq!(d("500ms"), Duration::from_millis(500));
+        assert_eq!(d("1h"), Duration::from_secs(3600));
+        assert_eq!(d("1.5s"), Duration::from_millis(1500));
+        for bad in ["", "fast", "5 parsecs", "-1s", "400d"] {
+            let error = parse_duration("--period", bad).unwrap_err().to_string();
+            assert!(error.contains("--period"), "{bad}: {error}");
+        }
+    }
+
+    fn meter_error(args: &[&str]) -> String {
+        let mut argv = vec!["dcnet"];
+        argv.extend_from_slice(args);
+        let result = match Cli::try_parse_from(argv) {
+            Err(e) => return e.to_string(),
+            Ok(cli) => match cli.command {
+                Command::Meter(MeterArgs {
+                    command: MeterCommand::Read(a),
+                }) => a.into_config().map(|_| ()),
+                Command::Meter(MeterArgs {
+                    command: MeterCommand::Sim(a),
+                }) => a.into_config().map(|_| ()),
+                Command::Gateway(a) => a.into_config().map(|_| ()),
+                _ => unreachable!("meter or gateway"),
+            },
+        };
+        match result {
+            Ok(()) => String::new(),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn meter_read_fills_serial_defaults_from_the_profile() {
+        let argv = [
+            "dcnet",
+            "meter",
+            "read",
+            "--port",
+            "/dev/null",
+            "--unit",
+            "3",
+            "--profile",
+            "abb-b23",
+        ];
+        let Command::Meter(MeterArgs {
+            command: MeterCommand::Read(args),
+        }) = Cli::try_parse_from(argv).unwrap().command
+        else {
+            unreachable!("parsed meter read")
+        };
+        let config = args.into_config().unwrap();
+        assert_eq!(config.serial.settings.describe(), "19200 8E1");
+        assert_eq!((config.unit.get(), config.count), (3, Some(1)));
+    }
+
+    #[test]
+    fn bad_meter_and_gateway_flags_name_their_flag() {
+        let read = [
+            "meter",
+            "read",
+            "--port",
+            "/dev/null",
+            "--profile",
+            "sdm120",
+        ];
+        for (extra, flag) in [
+            (&["--unit", "0"][..], "--unit"),
+            (&["--unit", "248"], "--unit"),
+            (&["--unit", "1", "--parity", "mark"], "--parity"),
+            (&["--unit", "1", "--stop-bits", "3"], "--stop-bits"),
+            (&["--unit", "1", "--baud", "7"], "--baud"),
+            (&["--unit", "1", "--interval", "soon"], "--interval"),
+            (&["--unit", "1", "--timeout", "0ms"], "--timeout"),
+        ] {
+            let mut argv = read.to_vec();
+            argv.extend_from_slice(extra);
+            let error = meter_error(&argv);
+            assert!(error.contains(flag), "{extra:?}: {error}");
+        }
+        let error = meter_error(&[
+            "meter",
+            "read",
+            "--port",
+            "p",
+            "--unit",
+            "1",
+            "--profile",
+            "x1",
+        ]);
+        assert!(
+            error.contains("--profile") && error.contains("sdm120"),
+            "{error}"
+        );
+        let error = meter_error(&[
+            "meter",
+            "read",
+            "--port",
+            "p",
+            "--unit",
+            "1",
+            "--profile-file",
+            "/nonexistent.toml",
+        ]);
+        assert!(
+            error.contains("--profile-file /nonexistent.toml"),
+            "{error}"
+        );
+        let error = meter_error(&["meter", "sim", "--pty", "--profile", "em24", "--unit", "1"]);
+        assert_eq!(error, "");
+        let error = meter_error(&[
+            "meter",
+            "sim",
+            "--pty",
+            "--profile",
+            "em24",
+            "--unit",
+            "1",
+            "--fault",
+            "boom",
+        ]);
+        assert!(error.contains("--fault"), "{error}");
+        let error = meter_error(&[
+            "meter",
+            "sim",
+            "--pty",
+            "--profile",
+            "em24",
+            "--unit",
+            "1",
+            "--unit",
+            "1",
+        ]);
+        assert!(error.contains("--unit 1 is given twice"), "{error}");
+        let error = meter_error(&["meter", "sim", "--profile", "em24", "--unit", "1"]);
+        assert!(
+            error.contains("--pty") || error.contains("--port"),
+            "{error}"
+        );
+        let gateway = [
+            "gateway",
+            "--port",
+            "p",
+            "--profile",
+            "sdm120",
+            "--unit",
+            "1",
+            "--net",
+            "1",
+            "--client",
+            "2",
+            "--out",
+            "x.dclog",
+        ];
+        let mut argv = gateway.to_vec();
+        argv.extend_from_slice(&["--keys", "/nonexistent-keys"]);
+        assert!(meter_error(&argv).contains("--keys /nonexistent-keys"));
+        let keys = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(keys.path(), "3 d9acda94594dd7190406acd48c726e52\n").unwrap();
+        let keys_path = keys.path().to_str().unwrap();
+        for (extra, flag) in [
+            (&["--period", "500ms"][..], "--period"),
+            (&["--rounds", "0"], "--rounds"),
+            (&["--lanes", "3"], "--lanes"),
+        ] {
+            let mut argv = gateway.to_vec();
+            argv.extend_from_slice(&["--keys", keys_path]);
+            argv.extend_from_slice(extra);
+            let error = meter_error(&argv);
+            assert!(error.contains(flag), "{extra:?}: {error}");
+        }
+        let mut argv = gateway.to_vec();
+        argv.extend_from_slice(&["--keys", keys_path]);
+        assert_eq!(meter_error(&argv), "");
+    }
 }
 
 /// `dcnet churn`.

@@ -5,6 +5,7 @@
 mod audit;
 mod churn;
 mod e2e;
+mod gateway;
 mod graph;
 
 use std::process::{Command, Output};
