@@ -77,6 +77,22 @@ impl LogAppender {
     }
 }
 
+/// "70 Wh imported, 0 Wh exported" for deltas, "import counter 1000070 Wh, ..." for counters.
+fn describe_energy(lanes: &[u64], counters: bool) -> String {
+    lanes
+        .iter()
+        .zip(["import", "export"])
+        .map(|(wh, direction)| {
+            if counters {
+                format!("{direction} counter {wh} Wh")
+            } else {
+                format!("{wh} Wh {direction}ed")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn run(config: GatewayConfig) -> Result<()> {
     runtime()?.block_on(run_rounds(config))
 }
@@ -154,8 +170,9 @@ async fn run_rounds(config: GatewayConfig) -> Result<()> {
         tracker = next;
         match outcome {
             RoundOutcome::Baseline { boundary } => eprintln!(
-                "round {boundary}: first reading {:?} Wh; frames start with this round",
-                shown.unwrap_or_default()
+                "client {}: round {boundary}: first reading {}; frames start with this round",
+                config.client,
+                describe_energy(&shown.unwrap_or_default(), true)
             ),
             RoundOutcome::Send { round, delta } => {
                 let masked = mask(config.client, round, &delta, &config.keys)?;
@@ -169,11 +186,18 @@ async fn run_rounds(config: GatewayConfig) -> Result<()> {
                     lanes: masked,
                 })?;
                 sent += 1;
-                eprintln!("round {round}: sent a transmit frame ({delta:?} Wh, masked)");
+                eprintln!(
+                    "client {}: round {round}: sent a transmit frame ({}, masked)",
+                    config.client,
+                    describe_energy(&delta, false)
+                );
             }
             RoundOutcome::Skip { round, reason } => {
                 skipped += 1;
-                eprintln!("round {round}: no frame: {reason}");
+                eprintln!(
+                    "client {}: round {round}: no frame: {reason}",
+                    config.client
+                );
             }
         }
     }
