@@ -147,8 +147,9 @@ fn three_gateways_aggregate_to_the_meters_energy() {
         format!("dc_net_id,client_a,client_b\n{NET},1,2\n{NET},1,3\n{NET},2,3\n"),
     )
     .unwrap();
-    // Two seconds ahead, so all three take their first reading at the same boundary.
-    let first = (unix_ms() / 1000) as u32 + 2;
+    // Two to three seconds ahead, so all three are up and take their first reading at the
+    // same boundary even on a busy machine.
+    let first = (unix_ms() / 1000) as u32 + 3;
     let logs: Vec<_> = (0..3)
         .map(|i| d.join(format!("gw-{}.dclog", i + 1)))
         .collect();
@@ -232,7 +233,7 @@ fn a_failed_read_sends_no_frame_for_that_round_or_the_next() {
     let sim = Sim::start("em24", &d.join("served.csv"), &["--fault", "silence@2"]);
     let keys = write_keys(d, 4, &[5, 6, 7]);
     let log = d.join("gw.dclog");
-    let first = (unix_ms() / 1000) as u32 + 2;
+    let first = (unix_ms() / 1000) as u32 + 3;
     let child = Command::new(env!("CARGO_BIN_EXE_dcnet"))
         .args([
             "gateway",
