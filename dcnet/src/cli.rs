@@ -848,8 +848,11 @@ impl GatewayArgs {
         let clock = meter_io::gateway::RoundClock::new(period.as_millis() as u64)
             .with_context(|| format!("--period {:?}: at least 1s", self.period))?;
         ensure!(self.rounds != Some(0), "--rounds must be at least 1");
-        let text = std::fs::read_to_string(&self.keys)
-            .with_context(|| format!("--keys {}", self.keys.display()))?;
+        // The file holds secrets: wipe the text once the seeds are parsed.
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(&self.keys)
+                .with_context(|| format!("--keys {}", self.keys.display()))?,
+        );
         let keys =
             meter_io::gateway::KeyFile::parse(&self.keys.display().to_string(), &text, self.client)
                 .context("--keys")?;

@@ -74,10 +74,10 @@ impl KeyFile {
             if !seen.insert(id) {
                 return Err(bad(format!("client {id} appears twice")));
             }
-            let mut bytes = [0u8; 16];
-            hex::decode_to_slice(seed, &mut bytes)
+            let mut bytes = zeroize::Zeroizing::new([0u8; 16]);
+            hex::decode_to_slice(seed, bytes.as_mut())
                 .map_err(|_| bad("the seed must be 32 hex digits (16 bytes)".to_string()))?;
-            neighbours.push((id, EdgeSeed::from_bytes(bytes)));
+            neighbours.push((id, EdgeSeed::from_bytes(*bytes)));
         }
         if neighbours.is_empty() {
             return Err(KeyFileError::Empty {

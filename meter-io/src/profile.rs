@@ -267,8 +267,8 @@ impl Profile {
         let mut needed = BTreeSet::new();
         for register in self.registers.iter().filter(|r| roles.contains(&r.role)) {
             needed.insert(register.block);
-            if let Some(sf) = register.scale_factor {
-                needed.insert(self.registers[sf].block);
+            if let Some(sf) = register.scale_factor.and_then(|sf| self.registers.get(sf)) {
+                needed.insert(sf.block);
             }
         }
         needed.into_iter().collect()

@@ -56,6 +56,9 @@ pub enum ValueError {
         expected: usize,
         got: usize,
     },
+    /// A block index the profile does not have.
+    #[error("the profile has no block {0}")]
+    NoSuchBlock(usize),
     /// A register the profile pins to a value (e.g. a SunSpec model id) holds another one:
     /// probably the wrong profile or the wrong base address.
     #[error(
@@ -99,7 +102,12 @@ impl BlockWords {
         index: usize,
         words: Vec<u16>,
     ) -> Result<(), ValueError> {
-        let block = &profile.blocks[index];
+        let Some(block) = profile.blocks.get(index) else {
+            return Err(ValueError::NoSuchBlock(index));
+        };
+        if index >= self.words.len() {
+            return Err(ValueError::NoSuchBlock(index));
+        }
         if words.len() != usize::from(block.count) {
             return Err(ValueError::BlockLength {
                 address: block.address,
@@ -113,9 +121,9 @@ impl BlockWords {
 
     /// The words of one register, if its block was read.
     fn register_words<'a>(&'a self, profile: &Profile, register: &Register) -> Option<&'a [u16]> {
-        let block = &profile.blocks[register.block];
+        let block = profile.blocks.get(register.block)?;
         let words = self.words.get(register.block)?.as_deref()?;
-        let start = usize::from(register.address - block.address);
+        let start = usize::from(register.address.checked_sub(block.address)?);
         words.get(start..start + register.encoding.words())
     }
 }
@@ -153,7 +161,11 @@ pub fn decode_register(
     }
     let mut exponent = 0i32;
     if let Some(sf) = register.scale_factor {
-        match decode_register(profile, words, &profile.registers[sf]) {
+        match profile
+            .registers
+            .get(sf)
+            .and_then(|sf| decode_register(profile, words, sf))
+        {
             Some(Value { value: Some(e), .. }) if (-10.0..=10.0).contains(&e) => {
                 exponent = e as i32
             }

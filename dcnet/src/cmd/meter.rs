@@ -207,7 +207,7 @@ async fn scan_units(config: MeterScanConfig) -> Result<()> {
                 .register_with_role(Role::EnergyImport)
                 .map(|r| r.block)
                 .unwrap_or(0);
-            let b = p.blocks[block];
+            let b = p.blocks.get(block).context("the profile has no blocks")?;
             (b.function, b.address, b.count, block)
         }
         None => (meter_io::profile::Function::Holding, 0, 1, 0),
