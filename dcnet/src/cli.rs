@@ -563,9 +563,10 @@ pub struct MeterSimConfig {
     pub record: Option<PathBuf>,
 }
 
-/// A validated `gateway`.
+/// A validated `gateway` (the household gateway command, not the protocol's
+/// `engine::protocol::GatewayConfig`).
 #[derive(Debug, Clone)]
-pub struct GatewayConfig {
+pub struct GatewayRunConfig {
     pub serial: SerialConfig,
     pub unit: meter_io::UnitId,
     pub profile: Arc<meter_io::Profile>,
@@ -828,7 +829,7 @@ impl MeterSimArgs {
 }
 
 impl GatewayArgs {
-    pub fn into_config(self) -> Result<GatewayConfig> {
+    pub fn into_config(self) -> Result<GatewayRunConfig> {
         let profile = self.timing.apply(self.profile.load()?)?;
         ensure!(
             (1..=2).contains(&self.lanes),
@@ -856,7 +857,7 @@ impl GatewayArgs {
         let keys =
             meter_io::gateway::KeyFile::parse(&self.keys.display().to_string(), &text, self.client)
                 .context("--keys")?;
-        Ok(GatewayConfig {
+        Ok(GatewayRunConfig {
             unit: parse_unit("--unit", &self.unit)?,
             serial: self.serial.into_config(Some(&profile))?,
             profile,

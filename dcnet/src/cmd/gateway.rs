@@ -12,7 +12,7 @@ use ingest::{Frame, LogHeader, LogWriter, Notification};
 use meter_io::gateway::{DeltaTracker, RoundOutcome, mask};
 use meter_io::{Meter, Role};
 
-use crate::cli::GatewayConfig;
+use crate::cli::GatewayRunConfig;
 use crate::cmd::meter::{open_bus, print_stats, runtime, unix_ms};
 
 /// A round log opened for appending one frame at a time.
@@ -93,11 +93,11 @@ fn describe_energy(lanes: &[u64], counters: bool) -> String {
         .join(", ")
 }
 
-pub fn run(config: GatewayConfig) -> Result<()> {
+pub fn run(config: GatewayRunConfig) -> Result<()> {
     runtime()?.block_on(run_rounds(config))
 }
 
-async fn run_rounds(config: GatewayConfig) -> Result<()> {
+async fn run_rounds(config: GatewayRunConfig) -> Result<()> {
     let mut log = LogAppender::open(&config.out, config.lanes)?;
     let bus = open_bus(&config.serial)?;
     let meter = Meter::new(bus.clone(), config.unit, config.profile.clone());
