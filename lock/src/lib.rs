@@ -15,9 +15,13 @@
 
 pub mod billing;
 mod encoding;
+pub mod identity;
+pub mod seal;
+pub mod shamir;
 pub mod security;
 pub mod tariff;
 
 pub use billing::{Bill, BillDiff, BillingError, Reading, ReadingsError};
+pub use identity::{IdentityError, PublicIdentity, SecretIdentity, os_rng};
 pub use security::{ExactDecimal, Probability, SecurityError};
 pub use tariff::{Tariff, TariffError};
