@@ -34,7 +34,9 @@ pub enum ReadingsError {
     #[error("line 1: header must be `start,wh`, found `{0}`")]
     Header(String),
     /// A start is not RFC 3339.
-    #[error("line {line}: start {value:?} is not an RFC 3339 timestamp like 2024-05-01T19:00:00+08:00")]
+    #[error(
+        "line {line}: start {value:?} is not an RFC 3339 timestamp like 2024-05-01T19:00:00+08:00"
+    )]
     BadStart {
         /// 1-based line.
         line: u64,
@@ -129,7 +131,9 @@ pub fn parse_readings(input: impl Read) -> Result<Vec<Reading>, ReadingsError> {
     };
     let header = reader.headers().map_err(csv_error)?.clone();
     if header.len() != 2 || &header[0] != "start" || &header[1] != "wh" {
-        return Err(ReadingsError::Header(header.iter().collect::<Vec<_>>().join(",")));
+        return Err(ReadingsError::Header(
+            header.iter().collect::<Vec<_>>().join(","),
+        ));
     }
     let mut readings = Vec::new();
     let mut seen = BTreeMap::new();
@@ -137,12 +141,11 @@ pub fn parse_readings(input: impl Read) -> Result<Vec<Reading>, ReadingsError> {
         let record = record.map_err(csv_error)?;
         let line = record.position().map_or(0, csv::Position::line);
         let start_text = &record[0];
-        let start = OffsetDateTime::parse(start_text, &Rfc3339).map_err(|_| {
-            ReadingsError::BadStart {
+        let start =
+            OffsetDateTime::parse(start_text, &Rfc3339).map_err(|_| ReadingsError::BadStart {
                 line,
                 value: start_text.to_string(),
-            }
-        })?;
+            })?;
         let wh = Decimal::from_str_exact(&record[1])
             .ok()
             .filter(|wh| !wh.is_sign_negative() || wh.is_zero())
@@ -284,9 +287,15 @@ pub fn diff(
     }
     let mut moved = moved
         .into_iter()
-        .map(|((from, to), wh)| Ok(Moved { from, to, kwh: wh_to_kwh(wh)?.normalize() }))
+        .map(|((from, to), wh)| {
+            Ok(Moved {
+                from,
+                to,
+                kwh: wh_to_kwh(wh)?.normalize(),
+            })
+        })
         .collect::<Result<Vec<_>, BillingError>>()?;
-    moved.sort_by(|a, b| b.kwh.cmp(&a.kwh));
+    moved.sort_by_key(|moved| std::cmp::Reverse(moved.kwh));
     let before_bill = bill(before, readings, interval)?;
     let after_bill = bill(after, readings, interval)?;
     let change = exact_add(after_bill.total, -before_bill.total)?.normalize();
@@ -300,7 +309,11 @@ pub fn diff(
 
 /// The period index of every reading, checking the interval and that no interval crosses a
 /// period boundary or overlaps the next.
-fn classify(tariff: &Tariff, readings: &[Reading], interval: u32) -> Result<Vec<usize>, BillingError> {
+fn classify(
+    tariff: &Tariff,
+    readings: &[Reading],
+    interval: u32,
+) -> Result<Vec<usize>, BillingError> {
     if interval == 0 || SECONDS_PER_DAY % interval != 0 {
         return Err(BillingError::IntervalNotDividingDay(interval));
     }
@@ -372,7 +385,9 @@ pub fn exact_add(a: Decimal, b: Decimal) -> Result<Decimal, BillingError> {
             .and_then(|factor| d.mantissa().checked_mul(factor))
             .ok_or(BillingError::Overflow)
     };
-    let sum = widen(a)?.checked_add(widen(b)?).ok_or(BillingError::Overflow)?;
+    let sum = widen(a)?
+        .checked_add(widen(b)?)
+        .ok_or(BillingError::Overflow)?;
     exact(sum, scale)
 }
 
@@ -502,9 +517,15 @@ hours = ["19:00-07:00"]
     fn bad_rows_are_named_by_line() {
         let cases = [
             ("start,kwh\n", "line 1: header must be `start,wh`"),
-            ("start,wh\n2024-03-01 17:30,1\n", "line 2: start \"2024-03-01 17:30\""),
+            (
+                "start,wh\n2024-03-01 17:30,1\n",
+                "line 2: start \"2024-03-01 17:30\"",
+            ),
             ("start,wh\n2024-03-01T17:30:00Z,-1\n", "line 2: wh \"-1\""),
-            ("start,wh\n2024-03-01T17:30:00Z,1\n2024-03-01T18:30:00+01:00,2\n", "line 3: a reading"),
+            (
+                "start,wh\n2024-03-01T17:30:00Z,1\n2024-03-01T18:30:00+01:00,2\n",
+                "line 3: a reading",
+            ),
             ("start,wh\n2024-03-01T17:30:00Z\n", "line 2:"),
         ];
         for (csv, expected) in cases {
@@ -525,7 +546,10 @@ hours = ["19:00-07:00"]
             bill(&tariff, &rows, 7 * 60),
             Err(BillingError::IntervalNotDividingDay(420))
         );
-        assert_eq!(infer_interval(&rows[..1]), Err(BillingError::IntervalUnknown));
+        assert_eq!(
+            infer_interval(&rows[..1]),
+            Err(BillingError::IntervalUnknown)
+        );
     }
 
     #[test]
@@ -534,10 +558,7 @@ hours = ["19:00-07:00"]
         assert_eq!(exact_add(big, Decimal::ONE), Err(BillingError::Overflow));
         let tiny = Decimal::from_str("0.000000000000001").unwrap();
         assert_eq!(exact_mul(tiny, tiny), Err(BillingError::Overflow));
-        assert_eq!(
-            exact_add(dec("0.1"), dec("0.2")).unwrap(),
-            dec("0.3")
-        );
+        assert_eq!(exact_add(dec("0.1"), dec("0.2")).unwrap(), dec("0.3"));
         assert_eq!(
             exact_mul(dec("1.14460"), dec("0.75")).unwrap(),
             dec("0.858450")

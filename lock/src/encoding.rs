@@ -55,7 +55,10 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// Decodes a hex field of exactly `N` bytes, naming the field when it is not.
-pub(crate) fn hex_array<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N], String> {
+pub(crate) fn hex_array<const N: usize>(
+    field: &'static str,
+    text: &str,
+) -> Result<[u8; N], String> {
     let bytes = hex_vec(field, text)?;
     <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
         format!(
@@ -119,7 +122,10 @@ mod tests {
     fn hex_array_names_the_field_and_length() {
         assert_eq!(hex_array::<2>("k", "0aff"), Ok([0x0a, 0xff]));
         let err = hex_array::<2>("k", "0a").unwrap_err();
-        assert!(err.contains("field k") && err.contains("found 1 bytes"), "{err}");
+        assert!(
+            err.contains("field k") && err.contains("found 1 bytes"),
+            "{err}"
+        );
         assert!(hex_array::<2>("k", "zz").unwrap_err().contains("not hex"));
     }
 

@@ -91,7 +91,12 @@ pub struct SecretIdentity {
 
 impl fmt::Debug for SecretIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretIdentity({} {}, <redacted>)", self.name, self.public().fingerprint())
+        write!(
+            f,
+            "SecretIdentity({} {}, <redacted>)",
+            self.name,
+            self.public().fingerprint()
+        )
     }
 }
 
@@ -117,8 +122,9 @@ pub(crate) struct PublicFields {
 #[serde(deny_unknown_fields)]
 struct PublicFile {
     format: String,
-    #[serde(flatten)]
-    keys: PublicFields,
+    name: String,
+    ed25519: String,
+    x25519: String,
     binding: String,
 }
 
@@ -183,10 +189,12 @@ impl SecretIdentity {
             expect_format(SECRET_FORMAT, &file.format)?;
             check_name(&file.name)?;
             let signing = Zeroizing::new(
-                hex_array::<32>("ed25519_secret", &file.ed25519_secret).map_err(IdentityError::BadKey)?,
+                hex_array::<32>("ed25519_secret", &file.ed25519_secret)
+                    .map_err(IdentityError::BadKey)?,
             );
             let exchange = Zeroizing::new(
-                hex_array::<32>("x25519_secret", &file.x25519_secret).map_err(IdentityError::BadKey)?,
+                hex_array::<32>("x25519_secret", &file.x25519_secret)
+                    .map_err(IdentityError::BadKey)?,
             );
             Ok(Self {
                 name: file.name.clone(),
@@ -250,9 +258,16 @@ impl PublicIdentity {
     pub fn to_toml(secret: &SecretIdentity) -> String {
         let public = secret.public();
         let binding = secret.sign(public.binding_message().as_bytes());
+        let PublicFields {
+            name,
+            ed25519,
+            x25519,
+        } = public.fields();
         let file = PublicFile {
             format: PUBLIC_FORMAT.into(),
-            keys: public.fields(),
+            name,
+            ed25519,
+            x25519,
             binding: hex::encode(binding.to_bytes()),
         };
         toml::to_string(&file).unwrap_or_default()
@@ -263,7 +278,11 @@ impl PublicIdentity {
         let file: PublicFile = toml::from_str(text)
             .map_err(|err| IdentityError::Syntax(toml_error_line(text, &err)))?;
         expect_format(PUBLIC_FORMAT, &file.format)?;
-        let public = Self::from_fields(&file.keys)?;
+        let public = Self::from_fields(&PublicFields {
+            name: file.name,
+            ed25519: file.ed25519,
+            x25519: file.x25519,
+        })?;
         let binding = Signature::from_bytes(
             &hex_array::<64>("binding", &file.binding).map_err(IdentityError::BadKey)?,
         );
@@ -283,12 +302,16 @@ impl PublicIdentity {
 
     pub(crate) fn from_fields(fields: &PublicFields) -> Result<Self, IdentityError> {
         check_name(&fields.name)?;
-        let signing_bytes = hex_array::<32>("ed25519", &fields.ed25519).map_err(IdentityError::BadKey)?;
+        let signing_bytes =
+            hex_array::<32>("ed25519", &fields.ed25519).map_err(IdentityError::BadKey)?;
         let signing = VerifyingKey::from_bytes(&signing_bytes)
             .ok()
             .filter(|key| !key.is_weak())
             .ok_or_else(|| {
-                IdentityError::BadKey(format!("field ed25519 of {:?}: not a valid Ed25519 key", fields.name))
+                IdentityError::BadKey(format!(
+                    "field ed25519 of {:?}: not a valid Ed25519 key",
+                    fields.name
+                ))
             })?;
         let exchange = ExchangePublic::from(
             hex_array::<32>("x25519", &fields.x25519).map_err(IdentityError::BadKey)?,
@@ -349,7 +372,10 @@ mod tests {
             Err(IdentityError::BadBinding("alice".into()))
         );
         let renamed = PublicIdentity::to_toml(&alice).replace("\"alice\"", "\"alicf\"");
-        assert!(matches!(PublicIdentity::from_toml(&renamed), Err(IdentityError::BadBinding(_))));
+        assert!(matches!(
+            PublicIdentity::from_toml(&renamed),
+            Err(IdentityError::BadBinding(_))
+        ));
     }
 
     #[test]

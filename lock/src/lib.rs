@@ -15,13 +15,15 @@
 
 pub mod billing;
 mod encoding;
+pub mod flow;
 pub mod identity;
 pub mod seal;
-pub mod shamir;
 pub mod security;
+pub mod shamir;
 pub mod tariff;
 
 pub use billing::{Bill, BillDiff, BillingError, Reading, ReadingsError};
+pub use flow::{Approval, FlowError, Holder, LockRecord, Locked, Request, Role, ShareEnvelope};
 pub use identity::{IdentityError, PublicIdentity, SecretIdentity, os_rng};
 pub use security::{ExactDecimal, Probability, SecurityError};
 pub use tariff::{Tariff, TariffError};

@@ -48,7 +48,12 @@ fn box_key(shared: &[u8; 32], ephemeral: &PublicKey, recipient: &PublicKey) -> Z
 }
 
 /// Seals `plaintext` to `recipient`, binding `context`.
-pub fn seal(recipient: &PublicKey, plaintext: &[u8], context: &[u8], rng: &mut impl CryptoRng) -> Vec<u8> {
+pub fn seal(
+    recipient: &PublicKey,
+    plaintext: &[u8],
+    context: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Vec<u8> {
     let ephemeral = EphemeralSecret::random_from_rng(rng);
     let ephemeral_public = PublicKey::from(&ephemeral);
     let shared = ephemeral.diffie_hellman(recipient);
@@ -69,7 +74,11 @@ pub fn seal(recipient: &PublicKey, plaintext: &[u8], context: &[u8], rng: &mut i
 }
 
 /// Opens a box sealed to the public key of `recipient` under `context`.
-pub fn open(recipient: &StaticSecret, sealed: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+pub fn open(
+    recipient: &StaticSecret,
+    sealed: &[u8],
+    context: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
     if sealed.len() < SEAL_OVERHEAD {
         return Err(SealError::Truncated(sealed.len()));
     }
@@ -99,15 +108,31 @@ pub fn open(recipient: &StaticSecret, sealed: &[u8], context: &[u8]) -> Result<Z
 pub(crate) fn encrypt_once(key: &[u8; 32], plaintext: &[u8], context: &[u8]) -> Vec<u8> {
     let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
     cipher
-        .encrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: plaintext, aad: context })
+        .encrypt(
+            Nonce::from_slice(&[0u8; 12]),
+            Payload {
+                msg: plaintext,
+                aad: context,
+            },
+        )
         .unwrap_or_default()
 }
 
 /// Decrypts what [`encrypt_once`] made.
-pub(crate) fn decrypt_once(key: &[u8; 32], ciphertext: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+pub(crate) fn decrypt_once(
+    key: &[u8; 32],
+    ciphertext: &[u8],
+    context: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
     let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
     cipher
-        .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: ciphertext, aad: context })
+        .decrypt(
+            Nonce::from_slice(&[0u8; 12]),
+            Payload {
+                msg: ciphertext,
+                aad: context,
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| SealError::Rejected)
 }
@@ -127,12 +152,31 @@ mod tests {
     fn only_the_recipient_with_the_right_context_opens() {
         let (alice, alice_public) = keypair();
         let (bob, _) = keypair();
-        let sealed = seal(&alice_public, b"share bytes", b"lock 1 holder 2", &mut os_rng());
+        let sealed = seal(
+            &alice_public,
+            b"share bytes",
+            b"lock 1 holder 2",
+            &mut os_rng(),
+        );
         assert_eq!(sealed.len(), SEAL_OVERHEAD + 11);
-        assert_eq!(open(&alice, &sealed, b"lock 1 holder 2").unwrap().as_slice(), b"share bytes");
-        assert_eq!(open(&bob, &sealed, b"lock 1 holder 2"), Err(SealError::Rejected));
-        assert_eq!(open(&alice, &sealed, b"lock 1 holder 3"), Err(SealError::Rejected));
-        assert_eq!(open(&alice, &sealed[..40], b""), Err(SealError::Truncated(40)));
+        assert_eq!(
+            open(&alice, &sealed, b"lock 1 holder 2")
+                .unwrap()
+                .as_slice(),
+            b"share bytes"
+        );
+        assert_eq!(
+            open(&bob, &sealed, b"lock 1 holder 2"),
+            Err(SealError::Rejected)
+        );
+        assert_eq!(
+            open(&alice, &sealed, b"lock 1 holder 3"),
+            Err(SealError::Rejected)
+        );
+        assert_eq!(
+            open(&alice, &sealed[..40], b""),
+            Err(SealError::Truncated(40))
+        );
     }
 
     #[test]
@@ -157,7 +201,12 @@ mod tests {
     fn one_time_encryption_round_trips_and_binds_context() {
         let key = [7u8; 32];
         let ciphertext = encrypt_once(&key, b"tariff", b"header");
-        assert_eq!(decrypt_once(&key, &ciphertext, b"header").unwrap().as_slice(), b"tariff");
+        assert_eq!(
+            decrypt_once(&key, &ciphertext, b"header")
+                .unwrap()
+                .as_slice(),
+            b"tariff"
+        );
         assert!(decrypt_once(&key, &ciphertext, b"other").is_err());
         assert!(decrypt_once(&[8u8; 32], &ciphertext, b"header").is_err());
     }

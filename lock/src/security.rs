@@ -122,7 +122,10 @@ impl ExactDecimal {
     /// Every digit, e.g. `0.9298091736`.
     pub fn to_exact_string(&self) -> String {
         let digits = self.mantissa.to_str_radix(10);
-        place_point(&digits, i64::try_from(digits.len()).unwrap_or(i64::MAX) - 1 - i64::from(self.scale))
+        place_point(
+            &digits,
+            i64::try_from(digits.len()).unwrap_or(i64::MAX) - 1 - i64::from(self.scale),
+        )
     }
 
     /// The value rounded half-up to `significant` significant digits, written the way Python's
@@ -134,7 +137,8 @@ impl ExactDecimal {
             return "0".into();
         }
         let digits = self.mantissa.to_str_radix(10);
-        let mut exponent = i64::try_from(digits.len()).unwrap_or(i64::MAX) - 1 - i64::from(self.scale);
+        let mut exponent =
+            i64::try_from(digits.len()).unwrap_or(i64::MAX) - 1 - i64::from(self.scale);
         let shown = if digits.len() <= significant {
             digits
         } else {
@@ -318,9 +322,18 @@ mod tests {
 
     #[test]
     fn edge_probabilities() {
-        assert_eq!(security_degree(7, 1, &p("0")).unwrap().to_exact_string(), "1");
-        assert_eq!(security_degree(7, 7, &p("1")).unwrap().to_exact_string(), "0");
-        assert_eq!(security_degree(1, 1, &p("0.25")).unwrap().to_exact_string(), "0.75");
+        assert_eq!(
+            security_degree(7, 1, &p("0")).unwrap().to_exact_string(),
+            "1"
+        );
+        assert_eq!(
+            security_degree(7, 7, &p("1")).unwrap().to_exact_string(),
+            "0"
+        );
+        assert_eq!(
+            security_degree(1, 1, &p("0.25")).unwrap().to_exact_string(),
+            "0.75"
+        );
     }
 
     #[test]

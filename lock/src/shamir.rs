@@ -85,7 +85,12 @@ impl Share {
 }
 
 /// Splits `secret` into `n` shares with indices 1..=n, any `t` of which recover it.
-pub fn split(secret: &[u8], t: u8, n: u8, rng: &mut impl CryptoRng) -> Result<Vec<Share>, ShamirError> {
+pub fn split(
+    secret: &[u8],
+    t: u8,
+    n: u8,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<Share>, ShamirError> {
     if t < 2 {
         return Err(ShamirError::ThresholdTooSmall(t));
     }
@@ -97,7 +102,10 @@ pub fn split(secret: &[u8], t: u8, n: u8, rng: &mut impl CryptoRng) -> Result<Ve
     }
     let shares = Gf256::split_bytes(usize::from(t), usize::from(n), secret, rng)
         .map_err(|err| ShamirError::Library(err.to_string()))?;
-    Ok(shares.into_iter().map(|bytes| Share(Zeroizing::new(bytes))).collect())
+    Ok(shares
+        .into_iter()
+        .map(|bytes| Share(Zeroizing::new(bytes)))
+        .collect())
 }
 
 /// Recovers the secret from at least `t` shares with distinct indices; the first `t` are used.
@@ -216,12 +224,18 @@ mod tests {
         let shares = split(&secret, 255, 255, &mut os_rng()).unwrap();
         assert_eq!(shares.last().unwrap().index(), 255);
         assert_eq!(recover(&shares, 255).unwrap().as_slice(), &secret);
-        assert_eq!(split(&secret, 1, 3, &mut os_rng()), Err(ShamirError::ThresholdTooSmall(1)));
+        assert_eq!(
+            split(&secret, 1, 3, &mut os_rng()),
+            Err(ShamirError::ThresholdTooSmall(1))
+        );
         assert_eq!(
             split(&secret, 4, 3, &mut os_rng()),
             Err(ShamirError::ThresholdAboveShares { t: 4, n: 3 })
         );
-        assert_eq!(split(&[], 2, 3, &mut os_rng()), Err(ShamirError::EmptySecret));
+        assert_eq!(
+            split(&[], 2, 3, &mut os_rng()),
+            Err(ShamirError::EmptySecret)
+        );
         let twice = [shares[0].clone(), shares[0].clone()];
         assert_eq!(recover(&twice, 2), Err(ShamirError::DuplicateIndex(1)));
         assert!(Share::from_bytes(Zeroizing::new(vec![0, 1])).is_err());

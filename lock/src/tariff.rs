@@ -270,12 +270,11 @@ impl Tariff {
             if periods.iter().any(|period: &Period| period.name == name) {
                 return Err(TariffError::DuplicateName(name));
             }
-            let price = Decimal::from_str_exact(raw.price.trim()).map_err(|_| {
-                TariffError::BadPrice {
+            let price =
+                Decimal::from_str_exact(raw.price.trim()).map_err(|_| TariffError::BadPrice {
                     period: name.clone(),
                     value: raw.price.clone(),
-                }
-            })?;
+                })?;
             if price.is_sign_negative() && !price.is_zero() {
                 return Err(TariffError::NegativePrice {
                     period: name,
@@ -512,11 +511,20 @@ hours = ["23:00-07:00"]
         let cases = [
             (CHINA.replace("\"1.21567\"", "\"1,2\""), "price \"1,2\""),
             (CHINA.replace("\"1.21567\"", "1.21567"), "line 6"),
-            (CHINA.replace("\"19:00-22:00\"", "\"19:00-25:00\""), "19:00-25:00"),
-            (CHINA.replace("\"19:00-22:00\"", "\"19:00-19:00\""), "are empty"),
+            (
+                CHINA.replace("\"19:00-22:00\"", "\"19:00-25:00\""),
+                "19:00-25:00",
+            ),
+            (
+                CHINA.replace("\"19:00-22:00\"", "\"19:00-19:00\""),
+                "are empty",
+            ),
             (CHINA.replace("+08:00", "8h"), "utc_offset \"8h\""),
             (CHINA.replace("\"1.21567\"", "\"-1\""), "negative"),
-            (CHINA.replace("name = \"peak\"", "name = \"sharp\""), "appears twice"),
+            (
+                CHINA.replace("name = \"peak\"", "name = \"sharp\""),
+                "appears twice",
+            ),
             (CHINA.replace("currency", "curency"), "line 2"),
         ];
         for (text, expected) in cases {
