@@ -75,6 +75,200 @@ pub enum Command {
     /// counter that went backwards or a missing previous reading sends no frame for that round
     /// (never a wrong one) and says why on stderr.
     Gateway(GatewayArgs),
+    /// Bill a meter's readings under a time-of-use tariff, or compare two tariffs.
+    #[command(subcommand)]
+    Tariff(TariffCommand),
+    /// Make an identity (Ed25519 signing key and X25519 key) for a meter, company or user.
+    ///
+    /// Writes NAME.key (both secret keys; keep it private, created with mode 0600) and NAME.pub
+    /// (both public keys, self-signed so a swapped key is detected). Hand out NAME.pub only.
+    Keygen(KeygenArgs),
+    /// The program lock: a meter's tariff changes only with t of n signed approvals.
+    ///
+    /// The meter locks its tariff under a random key K split with Shamir's (t, n) scheme among
+    /// one user and n - 1 companies (`init`); a holder signs a change (`request`); holders
+    /// who agree return their sealed share bound to that request (`approve`); the meter checks
+    /// every signature, recovers K from t shares and re-locks the new tariff (`apply`).
+    /// `security` helps choose t.
+    #[command(subcommand)]
+    Lock(LockCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TariffCommand {
+    /// Print kWh and cost per period and the total, exactly (decimal arithmetic, no rounding).
+    ///
+    /// Every reading's interval must lie inside one period; one that crosses a period boundary
+    /// is refused, naming the boundary, since splitting its energy would be a guess.
+    Bill(TariffBillArgs),
+    /// Bill the same readings under two tariffs and show who gains what from the change.
+    Diff(TariffDiffArgs),
+}
+
+/// Where the readings come from and how long each interval is.
+#[derive(Debug, Args)]
+pub struct ReadingsArgs {
+    /// Readings CSV with header `start,wh`: interval start in RFC 3339 (any offset), energy
+    /// in Wh consumed during the interval (a non-negative decimal).
+    #[arg(long, value_name = "FILE")]
+    pub readings: PathBuf,
+    /// Length of every interval, e.g. 15m, 1h, 900s; it must divide the day. Default: the
+    /// smallest gap between consecutive readings.
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TariffBillArgs {
+    /// The tariff (TOML: currency, utc_offset, [[period]] tables with name, price, hours).
+    #[arg(long, value_name = "FILE")]
+    pub tariff: PathBuf,
+    #[command(flatten)]
+    pub readings: ReadingsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TariffDiffArgs {
+    /// The old tariff, then the new one: give --tariff twice.
+    #[arg(long = "tariff", value_name = "FILE", required = true)]
+    pub tariffs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub readings: ReadingsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Path prefix of the files: writes NAME.key and NAME.pub.
+    #[arg(long, value_name = "NAME")]
+    pub out: PathBuf,
+    /// The identity's name inside the files (default: the file name of NAME); 1 to 64
+    /// characters from A-Z a-z 0-9 . _ -.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Meter: lock a tariff under a fresh key split (t, n) among the holders.
+    ///
+    /// Writes STATE/lock.toml (public, meter-signed), STATE/tariff.toml (the tariff in force,
+    /// for billing) and STATE/shares/<holder>.toml (hand each holder its file: the share inside
+    /// is sealed to the meter, then to the holder, so no holder can read it).
+    Init(LockInitArgs),
+    /// A holder (normally a company): sign a request to change the tariff.
+    Request(LockRequestArgs),
+    /// A holder who agrees: return its sealed share, signed and bound to one request.
+    Approve(LockApproveArgs),
+    /// Meter: verify a request and its approvals; with t valid ones, change the tariff and
+    /// re-lock it under a fresh key with fresh shares. Anything invalid changes nothing.
+    Apply(LockApplyArgs),
+    /// Security degree sd(n, t, p) = P(X <= t - 1), X ~ B(n, p): the probability that fewer
+    /// than t of n shares leak when each leaks with probability p; exact digits.
+    Security(LockSecurityArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LockInitArgs {
+    /// The meter's secret identity (from `dcnet keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The tariff to lock.
+    #[arg(long, value_name = "FILE")]
+    pub tariff: PathBuf,
+    /// The user's public identity (holder 1).
+    #[arg(long, value_name = "FILE")]
+    pub user: PathBuf,
+    /// A company's public identity; repeat for each (holders 2..=n in this order).
+    #[arg(long = "company", value_name = "FILE", required = true)]
+    pub companies: Vec<PathBuf>,
+    /// Approvals needed to change the tariff, 2 <= t <= n (see `dcnet lock security`).
+    #[arg(long = "t", value_name = "T")]
+    pub threshold: u32,
+    /// The meter's lock directory (created; must be empty unless --force).
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// Replace an existing lock in STATE.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockRequestArgs {
+    /// The requester's secret identity; it must be a holder of the lock.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The meter's lock.toml.
+    #[arg(long, value_name = "FILE")]
+    pub lock: PathBuf,
+    /// The new tariff.
+    #[arg(long, value_name = "FILE")]
+    pub tariff: PathBuf,
+    /// Why the tariff should change (shown to every approver).
+    #[arg(long)]
+    pub reason: String,
+    /// Where to write the signed request.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LockApproveArgs {
+    /// The approver's secret identity.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The meter's public identity, obtained out of band: the lock must be the meter's.
+    #[arg(long, value_name = "FILE")]
+    pub meter: PathBuf,
+    /// The meter's lock.toml.
+    #[arg(long, value_name = "FILE")]
+    pub lock: PathBuf,
+    /// The approver's share file from the meter (STATE/shares/<name>.toml).
+    #[arg(long, value_name = "FILE")]
+    pub share: PathBuf,
+    /// The request to approve.
+    #[arg(long, value_name = "FILE")]
+    pub request: PathBuf,
+    /// Where to write the signed approval.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LockApplyArgs {
+    /// The meter's secret identity.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The meter's lock directory (from `lock init`).
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// The request.
+    #[arg(long, value_name = "FILE")]
+    pub request: PathBuf,
+    /// An approval; repeat for each. All must be valid; at least t are needed.
+    #[arg(long = "approval", value_name = "FILE")]
+    pub approvals: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LockSecurityArgs {
+    /// Number of share holders n (1..=1000).
+    #[arg(long = "n", value_name = "N")]
+    pub holders: u32,
+    /// Probability p that any one share leaks, a decimal such as 0.05.
+    #[arg(long = "p", value_name = "P")]
+    pub leak: String,
+    /// Show only this threshold (default: a table over t = 1..=n).
+    #[arg(long = "t", value_name = "T")]
+    pub threshold: Option<u32>,
+    /// Report the smallest t whose degree reaches this probability.
+    #[arg(long, default_value = "0.999", value_name = "P")]
+    pub target: String,
 }
 
 /// The population and schedule of a simulation.
@@ -183,6 +377,197 @@ pub struct AggregateConfig {
 pub struct DemoConfig {
     pub out: Option<PathBuf>,
     pub sim: SimConfig,
+}
+
+/// A validated `tariff bill`.
+#[derive(Debug, Clone)]
+pub struct TariffBillConfig {
+    pub tariff: PathBuf,
+    pub readings: ReadingsConfig,
+}
+
+/// A validated `tariff diff`.
+#[derive(Debug, Clone)]
+pub struct TariffDiffConfig {
+    pub before: PathBuf,
+    pub after: PathBuf,
+    pub readings: ReadingsConfig,
+}
+
+/// Readings, interval (seconds; `None`: inferred) and output form.
+#[derive(Debug, Clone)]
+pub struct ReadingsConfig {
+    pub path: PathBuf,
+    pub interval: Option<u32>,
+    pub json: bool,
+}
+
+/// A validated `keygen`.
+#[derive(Debug, Clone)]
+pub struct KeygenConfig {
+    pub secret_path: PathBuf,
+    pub public_path: PathBuf,
+    pub name: String,
+    pub force: bool,
+}
+
+/// A validated `lock init`.
+#[derive(Debug, Clone)]
+pub struct LockInitConfig {
+    pub key: PathBuf,
+    pub tariff: PathBuf,
+    pub user: PathBuf,
+    pub companies: Vec<PathBuf>,
+    pub threshold: u8,
+    pub state: PathBuf,
+    pub force: bool,
+}
+
+/// A validated `lock security`.
+#[derive(Debug, Clone)]
+pub struct LockSecurityConfig {
+    pub holders: u32,
+    pub leak: lock::Probability,
+    pub threshold: Option<u32>,
+    pub target: lock::Probability,
+}
+
+/// `15m`, `1h`, `900s` or plain seconds, as seconds.
+fn parse_interval(text: &str) -> Result<u32> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let factor = match unit {
+        "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        _ => bail!("--interval {text:?}: use a number with s, m or h, e.g. 15m"),
+    };
+    let seconds = number
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .filter(|s| *s > 0)
+        .with_context(|| format!("--interval {text:?}: not a positive duration"))?;
+    ensure!(
+        lock::billing::SECONDS_PER_DAY % seconds == 0,
+        "--interval {text:?} does not divide the day"
+    );
+    Ok(seconds)
+}
+
+impl ReadingsArgs {
+    fn into_config(self) -> Result<ReadingsConfig> {
+        Ok(ReadingsConfig {
+            path: self.readings,
+            interval: self.interval.as_deref().map(parse_interval).transpose()?,
+            json: self.json,
+        })
+    }
+}
+
+impl TariffBillArgs {
+    pub fn into_config(self) -> Result<TariffBillConfig> {
+        Ok(TariffBillConfig {
+            tariff: self.tariff,
+            readings: self.readings.into_config()?,
+        })
+    }
+}
+
+impl TariffDiffArgs {
+    pub fn into_config(self) -> Result<TariffDiffConfig> {
+        let [before, after]: [PathBuf; 2] = self.tariffs.try_into().map_err(|given: Vec<_>| {
+            anyhow::anyhow!(
+                "--tariff given {} time(s): give the old tariff, then the new one",
+                given.len()
+            )
+        })?;
+        Ok(TariffDiffConfig {
+            before,
+            after,
+            readings: self.readings.into_config()?,
+        })
+    }
+}
+
+impl KeygenArgs {
+    pub fn into_config(self) -> Result<KeygenConfig> {
+        let name = match self.name {
+            Some(name) => name,
+            None => self
+                .out
+                .file_name()
+                .and_then(|name| name.to_str())
+                .map(str::to_owned)
+                .with_context(|| format!("--out {}: no file name to use", self.out.display()))?,
+        };
+        lock::identity::check_name(&name).context("--name")?;
+        let with_extension = |extension: &str| {
+            let mut path = self.out.clone().into_os_string();
+            path.push(extension);
+            PathBuf::from(path)
+        };
+        Ok(KeygenConfig {
+            secret_path: with_extension(".key"),
+            public_path: with_extension(".pub"),
+            name,
+            force: self.force,
+        })
+    }
+}
+
+impl LockInitArgs {
+    pub fn into_config(self) -> Result<LockInitConfig> {
+        let n = self.companies.len() + 1;
+        ensure!(
+            n <= usize::from(lock::shamir::MAX_SHARES),
+            "{n} holders: a lock has at most 255"
+        );
+        ensure!(
+            (2..=n).contains(&(self.threshold as usize)),
+            "--t {} must satisfy 2 <= t <= n = {n} (one --user and {} --company)",
+            self.threshold,
+            n - 1
+        );
+        Ok(LockInitConfig {
+            key: self.key,
+            tariff: self.tariff,
+            user: self.user,
+            companies: self.companies,
+            threshold: u8::try_from(self.threshold).context("--t")?,
+            state: self.state,
+            force: self.force,
+        })
+    }
+}
+
+impl LockSecurityArgs {
+    pub fn into_config(self) -> Result<LockSecurityConfig> {
+        ensure!(
+            (1..=lock::security::MAX_HOLDERS).contains(&self.holders),
+            "--n {} must be 1..={}",
+            self.holders,
+            lock::security::MAX_HOLDERS
+        );
+        let leak = self.leak.parse().context("--p")?;
+        let target = self.target.parse().context("--target")?;
+        if let Some(t) = self.threshold {
+            ensure!(
+                (1..=self.holders).contains(&t),
+                "--t {t} must be 1..=n = {}",
+                self.holders
+            );
+        }
+        Ok(LockSecurityConfig {
+            holders: self.holders,
+            leak,
+            threshold: self.threshold,
+            target,
+        })
+    }
 }
 
 fn parse_date(text: &str) -> Result<(i64, u32, u32)> {
@@ -905,6 +1290,88 @@ mod tests {
         assert!((sim.dropout - 0.01).abs() < 1e-12);
         // 2026-01-12 is day 20,465 since the epoch: 20,465 · 96 quarter hours.
         assert_eq!(sim.first_round, 20_465 * 96);
+    }
+
+    fn parse(args: &[&str]) -> Result<Command> {
+        let mut argv = vec!["dcnet"];
+        argv.extend_from_slice(args);
+        Ok(Cli::try_parse_from(argv)?.command)
+    }
+
+    #[test]
+    fn intervals_parse_with_units_and_must_divide_the_day() {
+        assert_eq!(parse_interval("15m").unwrap(), 900);
+        assert_eq!(parse_interval("1h").unwrap(), 3600);
+        assert_eq!(parse_interval("900").unwrap(), 900);
+        for bad in ["7m", "0m", "15x", "m", "-5m"] {
+            let error = parse_interval(bad).unwrap_err().to_string();
+            assert!(error.contains("--interval"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn lock_and_tariff_flags_are_validated() {
+        let Command::Tariff(TariffCommand::Diff(diff)) =
+            parse(&["tariff", "diff", "--tariff", "a", "--readings", "r"]).unwrap()
+        else {
+            panic!("parsed tariff diff")
+        };
+        assert!(
+            diff.into_config()
+                .unwrap_err()
+                .to_string()
+                .contains("--tariff")
+        );
+        let init = |t: &str| -> Result<LockInitConfig> {
+            match parse(&[
+                "lock",
+                "init",
+                "--key",
+                "m.key",
+                "--tariff",
+                "t",
+                "--user",
+                "u.pub",
+                "--company",
+                "a.pub",
+                "--company",
+                "b.pub",
+                "--t",
+                t,
+                "--state",
+                "s",
+            ])? {
+                Command::Lock(LockCommand::Init(args)) => args.into_config(),
+                _ => unreachable!("parsed lock init"),
+            }
+        };
+        assert_eq!(init("3").unwrap().threshold, 3);
+        assert!(init("4").unwrap_err().to_string().contains("--t 4"));
+        assert!(init("1").unwrap_err().to_string().contains("--t 1"));
+        let security = |args: &[&str]| -> Result<LockSecurityConfig> {
+            let mut argv = vec!["lock", "security"];
+            argv.extend_from_slice(args);
+            match parse(&argv)? {
+                Command::Lock(LockCommand::Security(args)) => args.into_config(),
+                _ => unreachable!("parsed lock security"),
+            }
+        };
+        assert!(security(&["--n", "10", "--p", "0.1"]).is_ok());
+        for (args, flag) in [
+            (&["--n", "0", "--p", "0.1"][..], "--n"),
+            (&["--n", "10", "--p", "1.1"], "--p"),
+            (&["--n", "10", "--p", "0.1", "--t", "11"], "--t"),
+            (&["--n", "10", "--p", "0.1", "--target", "x"], "--target"),
+        ] {
+            let error = format!("{:#}", security(args).unwrap_err());
+            assert!(error.contains(flag), "{args:?}: {error}");
+        }
+        let Command::Keygen(keygen) = parse(&["keygen", "--out", "keys/meter"]).unwrap() else {
+            panic!("parsed keygen")
+        };
+        let keygen = keygen.into_config().unwrap();
+        assert_eq!(keygen.name, "meter");
+        assert_eq!(keygen.public_path, PathBuf::from("keys/meter.pub"));
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{AuditCommand, Cli, Command, GraphCommand, MeterCommand};
+use crate::cli::{
+    AuditCommand, Cli, Command, GraphCommand, LockCommand, MeterCommand, TariffCommand,
+};
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -27,6 +29,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             MeterCommand::Profiles(args) => cmd::meter::profiles(args),
         },
         Command::Gateway(args) => cmd::gateway::run(args.into_config()?),
+        Command::Tariff(TariffCommand::Bill(args)) => cmd::tariff::bill(args.into_config()?),
+        Command::Tariff(TariffCommand::Diff(args)) => cmd::tariff::diff(args.into_config()?),
+        Command::Keygen(args) => cmd::keygen::run(args.into_config()?),
+        Command::Lock(LockCommand::Init(args)) => cmd::lock::init(args.into_config()?),
+        Command::Lock(LockCommand::Request(args)) => cmd::lock::request(args),
+        Command::Lock(LockCommand::Approve(args)) => cmd::lock::approve(args),
+        Command::Lock(LockCommand::Apply(args)) => cmd::lock::apply(args),
+        Command::Lock(LockCommand::Security(args)) => cmd::lock::security(args.into_config()?),
     }
 }
 

@@ -192,7 +192,7 @@ pub enum FlowError {
         holder: String,
     },
     /// Fewer valid approvals than the threshold.
-    #[error("{valid} valid approval(s), the lock needs {needed}: nothing changed")]
+    #[error("{valid} valid approval(s), the lock needs {needed}")]
     NotEnoughApprovals {
         /// Valid approvals.
         valid: usize,
@@ -234,7 +234,7 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
