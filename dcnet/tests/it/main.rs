@@ -7,6 +7,8 @@ mod churn;
 mod e2e;
 mod gateway;
 mod graph;
+mod lock;
+mod tariff;
 
 use std::process::{Command, Output};
 
