@@ -323,7 +323,7 @@ fn a_share_from_another_request_is_refused() {
         .lines()
         .find(|l| l.starts_with("request_digest"))
         .unwrap();
-    std::fs::write(&approvals[2], text.replace(line, &wanted_digest)).unwrap();
+    std::fs::write(&approvals[2], text.replace(line, wanted_digest)).unwrap();
     meter.apply_refused(
         &wanted,
         &approvals,
