@@ -10,7 +10,8 @@
 
 use std::fmt;
 
-use rand_core_010::CryptoRng;
+use chacha20::ChaCha20Rng;
+use rand_core_010::{CryptoRng, SeedableRng};
 use vsss_rs::Gf256;
 use zeroize::Zeroizing;
 
@@ -85,6 +86,10 @@ impl Share {
 }
 
 /// Splits `secret` into `n` shares with indices 1..=n, any `t` of which recover it.
+///
+/// The polynomial coefficients come from a ChaCha20 stream seeded with 32 bytes of `rng`:
+/// the sharing draws one word per coefficient (t per secret byte), and with the operating
+/// system's generator each draw would be a system call. The stream's state is wiped on drop.
 pub fn split(
     secret: &[u8],
     t: u8,
@@ -100,7 +105,8 @@ pub fn split(
     if secret.is_empty() {
         return Err(ShamirError::EmptySecret);
     }
-    let shares = Gf256::split_bytes(usize::from(t), usize::from(n), secret, rng)
+    let mut coefficients = ChaCha20Rng::from_rng(rng);
+    let shares = Gf256::split_bytes(usize::from(t), usize::from(n), secret, &mut coefficients)
         .map_err(|err| ShamirError::Library(err.to_string()))?;
     Ok(shares
         .into_iter()
