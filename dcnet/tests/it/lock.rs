@@ -435,3 +435,62 @@ fn security_degree_matches_a_hand_computation() {
     let error = refused(&["lock", "security", "--n", "10", "--p", "2"]);
     assert!(error.contains("--p"), "{error}");
 }
+
+#[test]
+fn every_billing_and_lock_subcommand_explains_its_flags() {
+    let cases: [(&[&str], &[&str]); 8] = [
+        (
+            &["tariff", "bill"],
+            &["--tariff", "--readings", "--interval", "--json"],
+        ),
+        (
+            &["tariff", "diff"],
+            &["--tariff", "--readings", "--interval", "--json"],
+        ),
+        (&["keygen"], &["--out", "--name", "--force"]),
+        (
+            &["lock", "init"],
+            &[
+                "--key",
+                "--tariff",
+                "--user",
+                "--company",
+                "--t",
+                "--state",
+                "--force",
+            ],
+        ),
+        (
+            &["lock", "request"],
+            &["--key", "--lock", "--tariff", "--reason", "--out"],
+        ),
+        (
+            &["lock", "approve"],
+            &[
+                "--key",
+                "--meter",
+                "--lock",
+                "--share",
+                "--request",
+                "--out",
+            ],
+        ),
+        (
+            &["lock", "apply"],
+            &["--key", "--state", "--request", "--approval"],
+        ),
+        (&["lock", "security"], &["--n", "--p", "--t", "--target"]),
+    ];
+    for (command, flags) in cases {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let help = ok(&args);
+        assert!(help.contains("Usage: dcnet"), "{command:?}");
+        for flag in flags {
+            assert!(
+                help.contains(&format!("{flag} ")),
+                "{command:?} help lacks {flag}: {help}"
+            );
+        }
+    }
+}
