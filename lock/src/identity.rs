@@ -137,7 +137,7 @@ impl SecretIdentity {
         Ok(Self {
             name: name.to_string(),
             signing: SigningKey::from_bytes(&signing_bytes),
-            exchange: StaticSecret::random_from_rng(rng),
+            exchange: random_exchange_secret(rng),
         })
     }
 
@@ -333,6 +333,17 @@ fn expect_format(expected: &'static str, found: &str) -> Result<(), IdentityErro
             found: found.to_string(),
         })
     }
+}
+
+/// A fresh X25519 secret from `rng`.
+///
+/// Built from bytes rather than with the dalek `random_from_rng`, which takes the `rand_core`
+/// 0.6 traits of the workspace's gateway code; the lock draws from `rand_core` 0.10 generators
+/// because its secret sharing (`vsss-rs`) needs them. X25519 clamps any 32 bytes.
+pub(crate) fn random_exchange_secret(rng: &mut impl CryptoRng) -> StaticSecret {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(bytes.as_mut());
+    StaticSecret::from(*bytes)
 }
 
 /// The operating system's random generator as a `rand_core` 0.10 generator.

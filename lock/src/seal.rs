@@ -14,7 +14,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
 use rand_core_010::CryptoRng;
 use sha2::Sha256;
-use x25519_dalek::{EphemeralSecret, PublicKey, StaticSecret};
+use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 /// Domain of the key derivation.
@@ -54,7 +54,8 @@ pub fn seal(
     context: &[u8],
     rng: &mut impl CryptoRng,
 ) -> Vec<u8> {
-    let ephemeral = EphemeralSecret::random_from_rng(rng);
+    // Used for this one box and wiped when dropped at the end of the function.
+    let ephemeral = crate::identity::random_exchange_secret(rng);
     let ephemeral_public = PublicKey::from(&ephemeral);
     let shared = ephemeral.diffie_hellman(recipient);
     let key = box_key(shared.as_bytes(), &ephemeral_public, recipient);
@@ -143,7 +144,7 @@ mod tests {
     use crate::identity::os_rng;
 
     fn keypair() -> (StaticSecret, PublicKey) {
-        let secret = StaticSecret::random_from_rng(&mut os_rng());
+        let secret = crate::identity::random_exchange_secret(&mut os_rng());
         let public = PublicKey::from(&secret);
         (secret, public)
     }

@@ -1,14 +1,8 @@
 //! `dcnet tariff bill` and `dcnet tariff diff` through the binary, against hand computations.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn dcnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dcnet"))
-        .args(args)
-        .output()
-        .expect("dcnet runs")
-}
+use crate::dcnet;
 
 fn tariff(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
