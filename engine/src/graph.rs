@@ -196,12 +196,12 @@ impl KeyGraph {
         let mut reached = 1;
         while let Some(i) = stack.pop() {
             for &b in &self.neighbours[i] {
-                if let Some(j) = self.index_of(b) {
-                    if !seen[j] {
-                        seen[j] = true;
-                        reached += 1;
-                        stack.push(j);
-                    }
+                if let Some(j) = self.index_of(b)
+                    && !seen[j]
+                {
+                    seen[j] = true;
+                    reached += 1;
+                    stack.push(j);
                 }
             }
         }

@@ -22,8 +22,8 @@ pub fn report(outcome: &BatchOutcome, elapsed: Duration) {
     for file in &outcome.files {
         if let Some(error) = &file.error {
             eprintln!("skipped {error}");
-        } else if let Some(header) = file.header {
-            if usize::from(header.lanes) != outcome.lanes {
+        } else if let Some(header) = file.header
+            && usize::from(header.lanes) != outcome.lanes {
                 eprintln!(
                     "warning: {} has {} lanes, the aggregation {}; its frames are rejected as bad-lanes",
                     file.path.display(),
@@ -31,7 +31,6 @@ pub fn report(outcome: &BatchOutcome, elapsed: Duration) {
                     outcome.lanes
                 );
             }
-        }
     }
     let report = &outcome.report;
     if report.counts.total() > 0 {
