@@ -13,6 +13,6 @@ pub mod tables;
 pub use aggregate::{
     AggregateOptions, AggregateReport, Aggregator, Nets, RoundResult, RoundStatus,
 };
-pub use frame::{Frame, FrameError, FrameView, Notification};
+pub use frame::{Frame, FrameError, FrameFields, FrameView, Notification};
 pub use log::{FrameScanner, LogError, LogHeader, LogWriter};
 pub use reject::{FrameSource, RejectCounts, RejectReason, Rejected};

@@ -19,8 +19,8 @@ use std::io::{Seek, SeekFrom, Write};
 use engine::MAX_LANES;
 
 use crate::frame::{
-    EncodeError, FRAME_HEADER_LEN, FRAME_MAGIC, FRAME_VERSION, Frame, FrameError, FrameView,
-    frame_crc, frame_len,
+    EncodeError, FRAME_HEADER_LEN, FRAME_MAGIC, FRAME_VERSION, Frame, FrameError, FrameFields,
+    FrameView, frame_crc, frame_len,
 };
 
 /// Length of the log header.
@@ -165,13 +165,18 @@ impl<W: Write> LogWriter<W> {
 
     /// Appends one frame; its lane count must be the log's.
     pub fn write_frame(&mut self, frame: &Frame) -> Result<(), LogError> {
-        if frame.lanes.len() != usize::from(self.header.lanes) {
+        self.write_fields(&frame.fields(), &frame.lanes)
+    }
+
+    /// Appends the frame of `fields` and `lanes`; the lane count must be the log's.
+    pub fn write_fields(&mut self, fields: &FrameFields, lanes: &[u64]) -> Result<(), LogError> {
+        if lanes.len() != usize::from(self.header.lanes) {
             return Err(LogError::FrameLanes {
-                found: frame.lanes.len(),
+                found: lanes.len(),
                 expected: self.header.lanes,
             });
         }
-        frame.encode_into(&mut self.buffer)?;
+        fields.encode_into(lanes, &mut self.buffer)?;
         self.frames += 1;
         if self.buffer.len() >= WRITE_CHUNK {
             self.inner.write_all(&self.buffer)?;

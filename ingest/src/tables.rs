@@ -161,14 +161,40 @@ pub fn write_graph_csv<'g>(
     writer: impl Write,
     graphs: impl IntoIterator<Item = &'g KeyGraph>,
 ) -> std::io::Result<()> {
-    let mut csv = csv::Writer::from_writer(writer);
-    csv.write_record(GRAPH_HEADER)?;
+    let mut csv = GraphCsvWriter::new(writer)?;
     for graph in graphs {
-        for (a, b) in graph.edges() {
-            csv.write_record([graph.dc_net_id().to_string(), a.to_string(), b.to_string()])?;
-        }
+        csv.write_graph(graph)?;
     }
-    csv.flush()
+    csv.finish()
+}
+
+/// Writes `graph.csv` one net at a time, for producers that cannot hold every graph at once.
+pub struct GraphCsvWriter<W: Write> {
+    csv: csv::Writer<W>,
+}
+
+impl<W: Write> GraphCsvWriter<W> {
+    /// Starts the file with its header row.
+    pub fn new(writer: W) -> std::io::Result<Self> {
+        let mut csv = csv::Writer::from_writer(writer);
+        csv.write_record(GRAPH_HEADER)?;
+        Ok(Self { csv })
+    }
+
+    /// Appends every edge of `graph`, ascending.
+    pub fn write_graph(&mut self, graph: &KeyGraph) -> std::io::Result<()> {
+        let net = graph.dc_net_id().to_string();
+        for (a, b) in graph.edges() {
+            self.csv
+                .write_record([net.as_str(), &a.to_string(), &b.to_string()])?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything written.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.csv.flush()
+    }
 }
 
 /// The header of `global.csv` with `lanes` lane columns.
@@ -194,12 +220,36 @@ pub fn write_global_csv<'r>(
     lanes: usize,
     rows: impl IntoIterator<Item = &'r RoundResult>,
 ) -> std::io::Result<()> {
-    let mut csv = csv::Writer::from_writer(writer);
-    csv.write_record(global_header(lanes))?;
-    let mut record = Vec::with_capacity(6 + lanes);
+    let mut csv = GlobalCsvWriter::new(writer, lanes)?;
     for row in rows {
-        record.clear();
-        record.extend([
+        csv.write_row(row)?;
+    }
+    csv.finish()
+}
+
+/// Writes `global.csv` row by row, for producers that stream their results.
+pub struct GlobalCsvWriter<W: Write> {
+    csv: csv::Writer<W>,
+    lanes: usize,
+    record: Vec<String>,
+}
+
+impl<W: Write> GlobalCsvWriter<W> {
+    /// Starts the file with its header row for `lanes` lanes.
+    pub fn new(writer: W, lanes: usize) -> std::io::Result<Self> {
+        let mut csv = csv::Writer::from_writer(writer);
+        csv.write_record(global_header(lanes))?;
+        Ok(Self {
+            csv,
+            lanes,
+            record: Vec::with_capacity(6 + lanes),
+        })
+    }
+
+    /// Appends one row; its lanes are empty unless the status is `ok`.
+    pub fn write_row(&mut self, row: &RoundResult) -> std::io::Result<()> {
+        self.record.clear();
+        self.record.extend([
             row.dc_net_id.to_string(),
             row.round.to_string(),
             row.expected.to_string(),
@@ -208,12 +258,18 @@ pub fn write_global_csv<'r>(
             row.status.name().to_owned(),
         ]);
         match &row.sum {
-            Some(sum) => record.extend(sum.iter().map(u64::to_string)),
-            None => record.extend(std::iter::repeat_n(String::new(), lanes)),
+            Some(sum) => self.record.extend(sum.iter().map(u64::to_string)),
+            None => self
+                .record
+                .extend(std::iter::repeat_n(String::new(), self.lanes)),
         }
-        csv.write_record(&record)?;
+        Ok(self.csv.write_record(&self.record)?)
     }
-    csv.flush()
+
+    /// Flushes everything written.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.csv.flush()
+    }
 }
 
 /// Reads `global.csv` back (for checks against a simulation's `truth.csv`). The `exposed`
