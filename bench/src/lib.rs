@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use dcnet::sim::{NetPlan, SimConfig, SimSink, run_net};
-use ingest::{Frame, LogWriter, Nets, RoundResult};
+use ingest::{FrameFields, LogWriter, Nets, RoundResult};
 
 /// A simulated population's round log held in memory, with its key graphs.
 pub struct SimulatedLog {
@@ -15,9 +15,9 @@ pub struct SimulatedLog {
 struct Sink(LogWriter<Vec<u8>>);
 
 impl SimSink for Sink {
-    fn frame(&mut self, frame: &Frame) {
+    fn frame(&mut self, fields: &FrameFields, lanes: &[u64]) {
         // Writing into a Vec cannot fail, and the lane count is the log's.
-        let _ = self.0.write_frame(frame);
+        let _ = self.0.write_fields(fields, lanes);
     }
     fn reading(&mut self, _: u32, _: u32, _: u32, _: &[u64]) {}
     fn truth(&mut self, _: RoundResult) {}

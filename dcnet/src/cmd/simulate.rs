@@ -1,13 +1,24 @@
 //! `dcnet simulate`: write a simulated population's round logs, key graphs and truth.
+//!
+//! Nets are simulated in parallel on all cores, a few per core at a time, each straight into
+//! its own round log. What goes into the shared files (`graph.csv`, `truth.csv`,
+//! `readings.csv`) is handed, batch by batch and in net order, to one writer thread. Memory is
+//! therefore bounded by the nets in flight, not by the population, and every file is the same
+//! whatever the thread count.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use dcnet::sim::{NetPlan, NetStats, SimConfig, SimSink, run_net};
-use ingest::{Frame, LogError, LogWriter, RoundResult};
+use anyhow::{Context, Result, anyhow};
+use dcnet::sim::{NetPlan, NetStats, SimConfig, SimSink, run_net_with};
+use engine::KeyGraph;
+use engine::keystream::Keystream;
+use indicatif::{ProgressBar, ProgressStyle};
+use ingest::tables::{GlobalCsvWriter, GraphCsvWriter};
+use ingest::{FrameFields, LogError, LogWriter, RoundResult};
 use rayon::prelude::*;
 
 use crate::cli::SimulateConfig;
@@ -19,23 +30,29 @@ pub struct SimSummary {
     pub truth: PathBuf,
     pub logs: Vec<PathBuf>,
     pub stats: NetStats,
+    /// Bytes of all round logs together.
+    pub log_bytes: u64,
     pub elapsed: Duration,
 }
 
-struct NetSink {
+/// Nets simulated per core between two hand-overs to the writer thread: enough to keep every
+/// core busy, few enough to bound the memory held for the shared files.
+const NETS_PER_CORE_IN_FLIGHT: usize = 4;
+
+struct NetSink<'a> {
     writer: LogWriter<File>,
     error: Option<LogError>,
     truth: Vec<RoundResult>,
     readings: Option<Vec<u8>>,
+    progress: &'a ProgressBar,
 }
 
-impl SimSink for NetSink {
-    fn frame(&mut self, frame: &Frame) {
-        if self.error.is_none() {
-            if let Err(error) = self.writer.write_frame(frame) {
+impl SimSink for NetSink<'_> {
+    fn frame(&mut self, fields: &FrameFields, lanes: &[u64]) {
+        if self.error.is_none()
+            && let Err(error) = self.writer.write_fields(fields, lanes) {
                 self.error = Some(error);
             }
-        }
     }
 
     fn reading(&mut self, net: u32, client: u32, round: u32, lanes: &[u64]) {
@@ -52,12 +69,142 @@ impl SimSink for NetSink {
     fn truth(&mut self, row: RoundResult) {
         self.truth.push(row);
     }
+
+    fn round_done(&mut self, _round: u32) {
+        self.progress.inc(1);
+    }
+}
+
+/// One simulated net, its log written, with what the shared files need from it.
+struct NetDone {
+    graph: KeyGraph,
+    path: PathBuf,
+    truth: Vec<RoundResult>,
+    readings: Option<Vec<u8>>,
+    stats: NetStats,
+    log_bytes: u64,
 }
 
 fn create(path: &Path) -> Result<BufWriter<File>> {
-    Ok(BufWriter::new(File::create(path).with_context(|| {
-        format!("cannot create {}", path.display())
-    })?))
+    Ok(BufWriter::with_capacity(
+        1 << 20,
+        File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    ))
+}
+
+fn simulate_net(
+    config: &SimulateConfig,
+    keystream: &Keystream,
+    index: u32,
+    progress: &ProgressBar,
+) -> Result<NetDone> {
+    let sim = &config.sim;
+    let plan = NetPlan::new(sim, index)?;
+    let path = config.out.join(format!("net-{}.dclog", plan.dc_net_id));
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let created_ms = dcnet::sim::round_start_ms(sim.first_round);
+    let writer = LogWriter::new(file, sim.lanes, created_ms)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut sink = NetSink {
+        writer,
+        error: None,
+        truth: Vec::new(),
+        readings: config.reveal_readings.then(Vec::new),
+        progress,
+    };
+    let stats = run_net_with(sim, &plan, keystream, &mut sink);
+    if let Some(error) = sink.error {
+        return Err(error).with_context(|| format!("cannot write {}", path.display()));
+    }
+    let frames = sink.writer.frames();
+    sink.writer
+        .finish_with_count()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(NetDone {
+        graph: plan.graph,
+        path,
+        truth: sink.truth,
+        readings: sink.readings,
+        stats,
+        log_bytes: ingest::log::LOG_HEADER_LEN as u64
+            + frames * ingest::frame::frame_len(usize::from(sim.lanes)) as u64,
+    })
+}
+
+/// The shared files, written in net order by one thread.
+struct Tables {
+    graph_path: PathBuf,
+    truth_path: PathBuf,
+    readings_path: Option<PathBuf>,
+}
+
+/// What the writer thread accumulated.
+#[derive(Default)]
+struct Written {
+    logs: Vec<PathBuf>,
+    stats: NetStats,
+    log_bytes: u64,
+}
+
+impl Tables {
+    fn write(&self, sim: &SimConfig, batches: Receiver<Vec<NetDone>>) -> Result<Written> {
+        let graph_error = || format!("cannot write {}", self.graph_path.display());
+        let truth_error = || format!("cannot write {}", self.truth_path.display());
+        let mut graph = GraphCsvWriter::new(create(&self.graph_path)?).with_context(graph_error)?;
+        let mut truth = GlobalCsvWriter::new(create(&self.truth_path)?, usize::from(sim.lanes))
+            .with_context(truth_error)?;
+        let mut readings = match &self.readings_path {
+            Some(path) => {
+                let mut out = create(path)?;
+                let mut header = String::from("dc_net_id,client_id,round");
+                for lane in 0..sim.lanes {
+                    header.push_str(&format!(",lane{lane}"));
+                }
+                writeln!(out, "{header}")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Some((out, path))
+            }
+            None => None,
+        };
+        let mut written = Written::default();
+        for batch in batches {
+            for net in batch {
+                graph.write_graph(&net.graph).with_context(graph_error)?;
+                for row in &net.truth {
+                    truth.write_row(row).with_context(truth_error)?;
+                }
+                if let (Some((out, path)), Some(bytes)) = (&mut readings, &net.readings) {
+                    out.write_all(bytes)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                written.stats.merge(net.stats);
+                written.log_bytes += net.log_bytes;
+                written.logs.push(net.path);
+            }
+        }
+        graph.finish().with_context(graph_error)?;
+        truth.finish().with_context(truth_error)?;
+        if let Some((mut out, path)) = readings {
+            out.flush()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(written)
+    }
+}
+
+fn progress_bar(config: &SimConfig) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(u64::from(config.nets) * u64::from(config.rounds));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} simulating [{bar:40}] {human_pos}/{human_len} net-rounds, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
 }
 
 /// Runs the simulation and writes every file into `config.out`.
@@ -66,72 +213,58 @@ pub fn simulate(config: &SimulateConfig) -> Result<SimSummary> {
     let sim: &SimConfig = &config.sim;
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("cannot create directory {}", config.out.display()))?;
-    let created_ms = dcnet::sim::round_start_ms(sim.first_round);
-    let results: Vec<(NetPlan, PathBuf, NetSink, NetStats)> = (0..sim.nets)
-        .into_par_iter()
-        .map(|index| -> Result<_> {
-            let plan = NetPlan::new(sim, index)?;
-            let path = config.out.join(format!("net-{}.dclog", plan.dc_net_id));
-            let file =
-                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-            let writer = LogWriter::new(file, sim.lanes, created_ms)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            let mut sink = NetSink {
-                writer,
-                error: None,
-                truth: Vec::new(),
-                readings: config.reveal_readings.then(Vec::new),
-            };
-            let stats = run_net(sim, &plan, &mut sink);
-            Ok((plan, path, sink, stats))
-        })
-        .collect::<Result<_>>()?;
-
-    let graph_path = config.out.join("graph.csv");
-    ingest::tables::write_graph_csv(
-        create(&graph_path)?,
-        results.iter().map(|(plan, ..)| &plan.graph),
-    )
-    .with_context(|| format!("cannot write {}", graph_path.display()))?;
-
-    let mut stats = NetStats::default();
-    let mut logs = Vec::new();
-    let mut truth = Vec::new();
-    let mut readings = config.reveal_readings.then(|| {
-        let mut header = String::from("dc_net_id,client_id,round");
-        for lane in 0..sim.lanes {
-            header.push_str(&format!(",lane{lane}"));
+    let tables = Tables {
+        graph_path: config.out.join("graph.csv"),
+        truth_path: config.out.join("truth.csv"),
+        readings_path: config
+            .reveal_readings
+            .then(|| config.out.join("readings.csv")),
+    };
+    let keystream = Keystream::new();
+    let progress = progress_bar(sim);
+    let in_flight = u32::try_from(rayon::current_num_threads() * NETS_PER_CORE_IN_FLIGHT)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    let written = std::thread::scope(|scope| -> Result<Written> {
+        // One batch may wait while the next is computed; more would only hold memory.
+        let (sender, receiver) = sync_channel::<Vec<NetDone>>(1);
+        let writer = scope.spawn(|| tables.write(sim, receiver));
+        let mut computed = Ok(());
+        let mut first = 0;
+        while first < sim.nets {
+            let end = first.saturating_add(in_flight).min(sim.nets);
+            let batch = (first..end)
+                .into_par_iter()
+                .map(|index| simulate_net(config, &keystream, index, &progress))
+                .collect::<Result<Vec<_>>>();
+            match batch {
+                // A closed channel means the writer failed; its error is reported below.
+                Ok(batch) => {
+                    if sender.send(batch).is_err() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    computed = Err(error);
+                    break;
+                }
+            }
+            first = end;
         }
-        header.push('\n');
-        header.into_bytes()
-    });
-    for (_, path, sink, net_stats) in results {
-        if let Some(error) = sink.error {
-            return Err(error).with_context(|| format!("cannot write {}", path.display()));
-        }
-        sink.writer
-            .finish_with_count()
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        stats.merge(net_stats);
-        truth.extend(sink.truth);
-        if let (Some(all), Some(net)) = (&mut readings, sink.readings) {
-            all.extend(net);
-        }
-        logs.push(path);
-    }
-    let truth_path = config.out.join("truth.csv");
-    ingest::tables::write_global_csv(create(&truth_path)?, usize::from(sim.lanes), &truth)
-        .with_context(|| format!("cannot write {}", truth_path.display()))?;
-    if let Some(readings) = readings {
-        let path = config.out.join("readings.csv");
-        std::fs::write(&path, readings)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+        drop(sender);
+        let written = writer
+            .join()
+            .map_err(|_| anyhow!("the writer of the shared files panicked"))?;
+        computed?;
+        written
+    })?;
+    progress.finish_and_clear();
     Ok(SimSummary {
-        graph: graph_path,
-        truth: truth_path,
-        logs,
-        stats,
+        graph: tables.graph_path,
+        truth: tables.truth_path,
+        logs: written.logs,
+        stats: written.stats,
+        log_bytes: written.log_bytes,
         elapsed: started.elapsed(),
     })
 }
@@ -141,7 +274,7 @@ pub fn run(config: SimulateConfig) -> Result<()> {
     let frames = summary.stats.transmits + summary.stats.resends;
     let seconds = summary.elapsed.as_secs_f64().max(1e-9);
     eprintln!(
-        "simulated {} nets x {} clients x {} rounds: {} frames ({} transmit, {} resend), {} dropouts, in {:.2} s ({:.0} frames/s)",
+        "simulated {} nets x {} clients x {} rounds: {} frames ({} transmit, {} resend), {} dropouts, in {:.2} s ({:.0} frames/s, {:.0} MB/s of round logs, {} threads)",
         config.sim.nets,
         config.sim.clients,
         config.sim.rounds,
@@ -151,6 +284,8 @@ pub fn run(config: SimulateConfig) -> Result<()> {
         summary.stats.dropouts,
         seconds,
         frames as f64 / seconds,
+        summary.log_bytes as f64 / seconds / 1e6,
+        rayon::current_num_threads(),
     );
     eprintln!(
         "wrote {}, {}, {} round logs in {}",
