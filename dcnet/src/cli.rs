@@ -92,6 +92,8 @@ pub enum Command {
     /// `security` helps choose t.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Measure dcnet on this machine, each figure next to a baseline from the same run.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +271,168 @@ pub struct LockSecurityArgs {
     /// Report the smallest t whose degree reaches this probability.
     #[arg(long, default_value = "0.999", value_name = "P")]
     pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Edge keys per second, per core and on all cores, for both batch shapes and every
+    /// backend this CPU runs.
+    ///
+    /// Shapes: many edges x one round (the multi-key kernels) and one edge x many rounds
+    /// (expand once, parallel blocks). Baselines from the same run: the naive rate of one
+    /// `ctr::Ctr128BE<Aes128>` per key, and `openssl speed -evp aes-128-ctr` (single key,
+    /// 16 KiB buffers) converted to 16-byte blocks per second. Per-core rates divide by the
+    /// thread's CPU time, as `openssl speed` does, so other work on the machine does not
+    /// distort them.
+    Keystream(BenchKeystreamArgs),
+    /// Time `dcnet simulate` writing its round logs into a directory (default /dev/shm)
+    /// against `dd if=/dev/zero bs=4M` writing the same number of bytes there, in the same
+    /// run. Both outputs are deleted after each measurement.
+    Simulate(BenchSimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchKeystreamArgs {
+    /// Edges per batch in the many-edges shape.
+    #[arg(long, default_value_t = 4096)]
+    pub edges: usize,
+    /// Rounds per batch in the one-edge shape.
+    #[arg(long, default_value_t = 96)]
+    pub rounds: u32,
+    /// Lane counts to measure, comma separated (1..=32 each).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub lanes: Vec<usize>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
+    /// Measure only this backend: portable, aes-ni, vaes or vaes512 (default: every backend
+    /// this CPU runs).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Threads for the all-cores figures (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Do not run `openssl speed` for the reference figure.
+    #[arg(long)]
+    pub no_openssl: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSimulateArgs {
+    /// Where the simulation and dd write (and delete) their files; a tmpfs measures the
+    /// simulator rather than a disk.
+    #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
+    pub dir: PathBuf,
+    /// DC nets to simulate.
+    #[arg(long, default_value_t = 1000)]
+    pub nets: u32,
+    /// Clients per net.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: u32,
+    /// Rounds (15-minute intervals).
+    #[arg(long, default_value_t = 96)]
+    pub rounds: u32,
+    /// Measurements (each: simulate, delete, dd, delete); the median ratio is reported.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+}
+
+/// A validated `bench keystream`.
+#[derive(Debug, Clone)]
+pub struct BenchKeystreamConfig {
+    pub edges: usize,
+    pub rounds: u32,
+    pub lanes: Vec<usize>,
+    pub seconds: f64,
+    pub backend: Option<engine::keystream::Backend>,
+    pub threads: usize,
+    pub openssl: bool,
+}
+
+/// A validated `bench simulate`.
+#[derive(Debug, Clone)]
+pub struct BenchSimulateConfig {
+    pub dir: PathBuf,
+    pub sim: SimConfig,
+    pub repeat: u32,
+}
+
+impl BenchKeystreamArgs {
+    pub fn into_config(self) -> Result<BenchKeystreamConfig> {
+        ensure!(self.edges >= 1, "--edges must be at least 1");
+        ensure!(self.rounds >= 1, "--rounds must be at least 1");
+        ensure!(
+            !self.lanes.is_empty(),
+            "--lanes needs at least one lane count"
+        );
+        for &lanes in &self.lanes {
+            ensure!(
+                (1..=engine::MAX_LANES).contains(&lanes),
+                "--lanes must be 1..=32 each, not {lanes}"
+            );
+        }
+        ensure!(
+            self.seconds.is_finite() && self.seconds > 0.0,
+            "--seconds must be a positive number of seconds"
+        );
+        let backend = match self.backend {
+            Some(name) => {
+                let backend: engine::keystream::Backend = name
+                    .parse()
+                    .with_context(|| format!("--backend {name:?}"))?;
+                ensure!(
+                    backend.is_available(),
+                    "--backend {backend}: this CPU lacks its instructions"
+                );
+                Some(backend)
+            }
+            None => None,
+        };
+        let threads = match self.threads {
+            Some(threads) => {
+                ensure!(threads >= 1, "--threads must be at least 1");
+                threads
+            }
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        Ok(BenchKeystreamConfig {
+            edges: self.edges,
+            rounds: self.rounds,
+            lanes: self.lanes,
+            seconds: self.seconds,
+            backend,
+            threads,
+            openssl: !self.no_openssl,
+        })
+    }
+}
+
+impl BenchSimulateArgs {
+    pub fn into_config(self) -> Result<BenchSimulateConfig> {
+        ensure!(self.repeat >= 1, "--repeat must be at least 1");
+        let population = PopulationArgs {
+            nets: self.nets,
+            clients: self.clients,
+            degree: 4,
+            rounds: self.rounds,
+            lanes: 1,
+            dropout: 0.01,
+            seed: 42,
+            start: "2026-01-12".to_owned(),
+            min_participants: 2,
+        };
+        Ok(BenchSimulateConfig {
+            dir: self.dir,
+            sim: population.into_config()?,
+            repeat: self.repeat,
+        })
+    }
 }
 
 /// The population and schedule of a simulation.

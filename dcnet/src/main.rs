@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{
-    AuditCommand, Cli, Command, GraphCommand, LockCommand, MeterCommand, TariffCommand,
+    AuditCommand, BenchCommand, Cli, Command, GraphCommand, LockCommand, MeterCommand,
+    TariffCommand,
 };
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -37,6 +38,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lock(LockCommand::Approve(args)) => cmd::lock::approve(args),
         Command::Lock(LockCommand::Apply(args)) => cmd::lock::apply(args),
         Command::Lock(LockCommand::Security(args)) => cmd::lock::security(args.into_config()?),
+        Command::Bench(bench) => match bench.command {
+            BenchCommand::Keystream(args) => cmd::bench::keystream::run(args.into_config()?),
+            BenchCommand::Simulate(args) => cmd::bench::simulate::run(args.into_config()?),
+        },
     }
 }
 

@@ -23,14 +23,15 @@ pub fn report(outcome: &BatchOutcome, elapsed: Duration) {
         if let Some(error) = &file.error {
             eprintln!("skipped {error}");
         } else if let Some(header) = file.header
-            && usize::from(header.lanes) != outcome.lanes {
-                eprintln!(
-                    "warning: {} has {} lanes, the aggregation {}; its frames are rejected as bad-lanes",
-                    file.path.display(),
-                    header.lanes,
-                    outcome.lanes
-                );
-            }
+            && usize::from(header.lanes) != outcome.lanes
+        {
+            eprintln!(
+                "warning: {} has {} lanes, the aggregation {}; its frames are rejected as bad-lanes",
+                file.path.display(),
+                header.lanes,
+                outcome.lanes
+            );
+        }
     }
     let report = &outcome.report;
     if report.counts.total() > 0 {

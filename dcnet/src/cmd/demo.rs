@@ -113,15 +113,16 @@ pub fn run(config: DemoConfig) -> Result<()> {
         aggregate_time.as_secs_f64()
     );
     if let Some(first) = rows.iter().find(|r| r.status == RoundStatus::Ok)
-        && let Some(sum) = &first.sum {
-            println!(
-                "example           net {} round {}: {} households imported {:.1} kWh in 15 minutes",
-                first.dc_net_id,
-                first.round,
-                first.present,
-                sum[0] as f64 / 1000.0
-            );
-        }
+        && let Some(sum) = &first.sum
+    {
+        println!(
+            "example           net {} round {}: {} households imported {:.1} kWh in 15 minutes",
+            first.dc_net_id,
+            first.round,
+            first.present,
+            sum[0] as f64 / 1000.0
+        );
+    }
     if !mismatched.is_empty() || rows.len() != truth.len() || outcome.report.counts.total() != 0 {
         bail!(
             "aggregation disagrees with the truth: {} of {} rounds differ (first: {:?}), {} rows vs {} expected",

@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod audit;
+pub mod bench;
 pub mod churn;
 pub mod demo;
 pub mod files;

@@ -50,9 +50,10 @@ struct NetSink<'a> {
 impl SimSink for NetSink<'_> {
     fn frame(&mut self, fields: &FrameFields, lanes: &[u64]) {
         if self.error.is_none()
-            && let Err(error) = self.writer.write_fields(fields, lanes) {
-                self.error = Some(error);
-            }
+            && let Err(error) = self.writer.write_fields(fields, lanes)
+        {
+            self.error = Some(error);
+        }
     }
 
     fn reading(&mut self, net: u32, client: u32, round: u32, lanes: &[u64]) {

@@ -8,6 +8,7 @@ mod e2e;
 mod gateway;
 mod graph;
 mod lock;
+mod scale;
 mod tariff;
 
 use std::process::{Command, Output};

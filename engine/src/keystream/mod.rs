@@ -278,8 +278,27 @@ impl Keystream {
     ) -> Result<(), KeystreamError> {
         check_lanes(lanes)?;
         check_output(rounds.len() * lanes, out)?;
-        portable::fill_rounds_strided(seed, rounds, lanes, out, lanes);
+        self.rounds_strided(seed, rounds, lanes, out, lanes);
         Ok(())
+    }
+
+    /// `rounds[i]` into `out[i · stride ..][.. lanes]`; the shape is already checked.
+    fn rounds_strided(
+        &self,
+        seed: &EdgeSeed,
+        rounds: &[u32],
+        lanes: usize,
+        out: &mut [u64],
+        stride: usize,
+    ) {
+        match self.engine {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Vaes(kernel) => kernel.fill_rounds(seed, rounds, lanes, out, stride),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Vaes512(kernel) => kernel.fill_rounds(seed, rounds, lanes, out, stride),
+            // AES-NI with one key is what the `aes` crate's parallel blocks already do.
+            _ => portable::fill_rounds_strided(seed, rounds, lanes, out, stride),
+        }
     }
 
     /// Every seed × every round: the key of `seeds[e]` for `rounds[r]` goes to
@@ -310,7 +329,7 @@ impl Keystream {
                 let out = &mut out[e * lanes..];
                 // The last round's row ends `lanes` after its start, not a whole row later.
                 let strided = &mut out[..(rounds.len() - 1) * row + lanes];
-                portable::fill_rounds_strided(seed, rounds, lanes, strided, row);
+                self.rounds_strided(seed, rounds, lanes, strided, row);
             }
         }
         Ok(())

@@ -51,8 +51,10 @@ pub(super) fn fill_rounds_strided(
     for (batch_index, batch) in rounds.chunks(rounds_per_batch).enumerate() {
         let used = &mut buffer[..batch.len() * blocks_per_round];
         for (round, blocks) in batch.iter().zip(used.chunks_exact_mut(blocks_per_round)) {
+            let high = u64::from(*round).to_be_bytes();
             for (b, block) in blocks.iter_mut().enumerate() {
-                *block = counter(*round, b);
+                block[..8].copy_from_slice(&high);
+                block[8..].copy_from_slice(&(b as u64).to_be_bytes());
             }
         }
         cipher.encrypt_blocks(used);

@@ -20,15 +20,18 @@
 
 use core::arch::x86_64::{
     __m128i, __m256i, __m512i, _mm_aesenc_si128, _mm_aesenclast_si128, _mm_cvtsi128_si64,
-    _mm_extract_epi64, _mm_set_epi64x, _mm_setzero_si128, _mm_shuffle_epi8, _mm_slli_si128,
-    _mm_xor_si128, _mm256_aesenc_epi128, _mm256_aesenclast_epi128, _mm256_castsi256_si128,
-    _mm256_extracti128_si256, _mm256_set_epi64x, _mm256_set_m128i, _mm256_shuffle_epi8,
-    _mm256_slli_si256, _mm256_xor_si256, _mm512_aesenc_epi128, _mm512_aesenclast_epi128,
+    _mm_extract_epi64, _mm_loadu_si128, _mm_set_epi64x, _mm_setzero_si128, _mm_shuffle_epi8,
+    _mm_slli_si128, _mm_storeu_si128, _mm_xor_si128, _mm256_aesenc_epi128,
+    _mm256_aesenclast_epi128, _mm256_castsi256_si128, _mm256_extracti128_si256, _mm256_loadu_si256,
+    _mm256_set_epi64x, _mm256_set_m128i, _mm256_shuffle_epi8, _mm256_slli_si256,
+    _mm256_storeu_si256, _mm256_xor_si256, _mm512_aesenc_epi128, _mm512_aesenclast_epi128,
     _mm512_bslli_epi128, _mm512_castsi256_si512, _mm512_castsi512_si128, _mm512_extracti32x4_epi32,
-    _mm512_inserti64x4, _mm512_set_epi64, _mm512_shuffle_epi8, _mm512_ternarylogic_epi64,
-    _mm512_xor_si512,
+    _mm512_inserti64x4, _mm512_loadu_si512, _mm512_set_epi64, _mm512_shuffle_epi8,
+    _mm512_storeu_si512, _mm512_ternarylogic_epi64, _mm512_xor_si512,
 };
 use std::sync::OnceLock;
+
+use zeroize::Zeroize;
 
 use crate::seed::EdgeSeed;
 
@@ -113,6 +116,16 @@ trait AesVec: Copy {
     fn shift_two_words(self) -> Self;
     /// Block `j` as two little-endian lanes.
     fn lanes(self, j: usize) -> (u64, u64);
+    /// The blocks from `2 · KEYS` lanes (block `j` is lanes `2j`, `2j + 1`).
+    ///
+    /// # Panics
+    /// If `lanes` is shorter than `2 · KEYS`.
+    fn load(proof: Self::Proof, lanes: &[u64]) -> Self;
+    /// The blocks into `2 · KEYS` lanes, the inverse of [`AesVec::load`].
+    ///
+    /// # Panics
+    /// If `lanes` is shorter than `2 · KEYS`.
+    fn store(self, lanes: &mut [u64]);
 }
 
 #[inline(always)]
@@ -210,6 +223,22 @@ impl AesVec for Xmm {
     fn lanes(self, _j: usize) -> (u64, u64) {
         Self::lanes_of(AesNi(()), self.0)
     }
+
+    #[inline(always)]
+    fn load(_proof: AesNi, lanes: &[u64]) -> Self {
+        let lanes = &lanes[..2];
+        // SAFETY: `lanes` holds 16 readable bytes (sliced above); the load is unaligned; an
+        // `AesNi` proof means SSE2 is present.
+        Self(unsafe { _mm_loadu_si128(lanes.as_ptr().cast()) })
+    }
+
+    #[inline(always)]
+    fn store(self, lanes: &mut [u64]) {
+        let lanes = &mut lanes[..2];
+        // SAFETY: `lanes` holds 16 writable bytes (sliced above); the store is unaligned; an
+        // `Xmm` exists only under an `AesNi` proof (SSE2 present).
+        unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), self.0) }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -282,6 +311,22 @@ impl AesVec for Ymm {
             }
         };
         Xmm::lanes_of(AesNi(()), block)
+    }
+
+    #[inline(always)]
+    fn load(_proof: Vaes, lanes: &[u64]) -> Self {
+        let lanes = &lanes[..4];
+        // SAFETY: `lanes` holds 32 readable bytes (sliced above); the load is unaligned; a
+        // `Vaes` proof means AVX2 is present.
+        Self(unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) })
+    }
+
+    #[inline(always)]
+    fn store(self, lanes: &mut [u64]) {
+        let lanes = &mut lanes[..4];
+        // SAFETY: `lanes` holds 32 writable bytes (sliced above); the store is unaligned; a
+        // `Ymm` exists only under a `Vaes` proof (AVX2 present).
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), self.0) }
     }
 }
 
@@ -363,6 +408,22 @@ impl AesVec for Zmm {
             }
         };
         Xmm::lanes_of(AesNi(()), block)
+    }
+
+    #[inline(always)]
+    fn load(_proof: Vaes512, lanes: &[u64]) -> Self {
+        let lanes = &lanes[..8];
+        // SAFETY: `lanes` holds 64 readable bytes (sliced above); the load is unaligned; a
+        // `Vaes512` proof means AVX-512F is present.
+        Self(unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) })
+    }
+
+    #[inline(always)]
+    fn store(self, lanes: &mut [u64]) {
+        let lanes = &mut lanes[..8];
+        // SAFETY: `lanes` holds 64 writable bytes (sliced above); the store is unaligned; a
+        // `Zmm` exists only under a `Vaes512` proof (AVX-512F present).
+        unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), self.0) }
     }
 }
 
@@ -476,6 +537,114 @@ fn fill_edges_with<V: AesVec, const G: usize, const NB: usize>(
     }
 }
 
+/// AES-128 of the first `G · KEYS` counter blocks in `counters` (two words each) under the
+/// expanded `round_keys`, into `keystream`. A function rather than a closure: closures do not
+/// inherit the kernel's target features, so the intrinsics inside would not be inlined.
+#[inline(always)]
+fn encrypt_counters<V: AesVec, const G: usize>(
+    proof: V::Proof,
+    round_keys: &[V; 11],
+    counters: &[u64],
+    keystream: &mut [u64],
+) {
+    let mut state = [round_keys[0]; G];
+    for (g, block) in state.iter_mut().enumerate() {
+        *block = V::load(proof, &counters[g * 2 * V::KEYS..]).xor(round_keys[0]);
+    }
+    for round_key in &round_keys[1..10] {
+        for block in &mut state {
+            *block = block.aesenc(*round_key);
+        }
+    }
+    for (g, block) in state.iter().enumerate() {
+        block
+            .aesenclast(round_keys[10])
+            .store(&mut keystream[g * 2 * V::KEYS..]);
+    }
+}
+
+/// Counter blocks in flight in the one-edge kernels: `G · KEYS` of them, at least the 16
+/// blocks of one 32-lane key.
+const ROUNDS_CAPACITY: usize = 32;
+
+/// The one-edge shape: the key of `seed` for `rounds[i]` into `out[i · stride ..][.. lanes]`.
+///
+/// The key is expanded once (with AES-NI) and each round key broadcast to every block of a
+/// register; then the counter blocks of as many rounds as fit in `G` registers are encrypted
+/// together. The keystream passes through a stack buffer that is wiped at the end.
+#[inline(always)]
+fn fill_rounds_with<V: AesVec, const G: usize>(
+    proof: V::Proof,
+    seed: &EdgeSeed,
+    rounds: &[u32],
+    lanes: usize,
+    out: &mut [u64],
+    stride: usize,
+) {
+    let capacity = G * V::KEYS;
+    debug_assert!((crate::MAX_LANES / 2..=ROUNDS_CAPACITY).contains(&capacity));
+    let aes_ni = AesNi(());
+    let mut key = Xmm::load_seeds(aes_ni, core::slice::from_ref(seed));
+    let mut round_keys = [V::splat(proof, 0, 0); 11];
+    for (i, round_key) in round_keys.iter_mut().enumerate() {
+        if i > 0 {
+            key = next_round_key(
+                key,
+                Xmm::splat(aes_ni, ROT_WORD_3, ROT_WORD_3),
+                rcon(aes_ni, i - 1),
+            );
+        }
+        let (lo, hi) = key.lanes(0);
+        *round_key = V::splat(proof, lo, hi);
+    }
+    let blocks_per_round = lanes.div_ceil(2);
+    let rounds_per_chunk = capacity / blocks_per_round;
+    let mut counters = [0u64; 2 * ROUNDS_CAPACITY];
+    let mut keystream = [0u64; 2 * ROUNDS_CAPACITY];
+    if blocks_per_round == 1 {
+        // One block per round (one or two lanes), the common case: the second counter word
+        // (block 0) stays zero, and the lanes are copied without a variable-length copy.
+        for (chunk_index, chunk) in rounds.chunks(rounds_per_chunk).enumerate() {
+            for (i, round) in chunk.iter().enumerate() {
+                counters[2 * i] = u64::from(*round).to_be();
+            }
+            encrypt_counters::<V, G>(proof, &round_keys, &counters, &mut keystream);
+            let first = chunk_index * rounds_per_chunk;
+            for i in 0..chunk.len() {
+                let row = (first + i) * stride;
+                out[row] = keystream[2 * i];
+                if lanes == 2 {
+                    out[row + 1] = keystream[2 * i + 1];
+                }
+            }
+        }
+    } else {
+        for (chunk_index, chunk) in rounds.chunks(rounds_per_chunk).enumerate() {
+            for (round, blocks) in chunk
+                .iter()
+                .zip(counters.chunks_exact_mut(2 * blocks_per_round))
+            {
+                for (b, block) in blocks.chunks_exact_mut(2).enumerate() {
+                    // Counter block `round BE || b BE`, as two little-endian words.
+                    block[0] = u64::from(*round).to_be();
+                    block[1] = (b as u64).to_be();
+                }
+            }
+            encrypt_counters::<V, G>(proof, &round_keys, &counters, &mut keystream);
+            for (i, words) in keystream
+                .chunks_exact(2 * blocks_per_round)
+                .take(chunk.len())
+                .enumerate()
+            {
+                let row = (chunk_index * rounds_per_chunk + i) * stride;
+                out[row..row + lanes].copy_from_slice(&words[..lanes]);
+            }
+        }
+    }
+    // The buffer held keystream, i.e. key material.
+    keystream.zeroize();
+}
+
 /// Calls `$kernel::<NB>` with the number of counter blocks as a constant, so that each block
 /// count gets its own fully unrolled kernel.
 macro_rules! with_block_count {
@@ -540,6 +709,36 @@ fn fill_edges_vaes512<const NB: usize>(
     fill_edges_with::<Zmm, VAES512_GROUP, NB>(proof, seeds, round, lanes, out);
 }
 
+#[target_feature(enable = "aes,sse4.1,avx2,vaes")]
+fn fill_rounds_vaes(
+    proof: Vaes,
+    seed: &EdgeSeed,
+    rounds: &[u32],
+    lanes: usize,
+    out: &mut [u64],
+    stride: usize,
+) {
+    fill_rounds_with::<Ymm, 8>(proof, seed, rounds, lanes, out, stride);
+}
+
+#[target_feature(enable = "aes,sse4.1,avx2,vaes,avx512f,avx512bw")]
+fn fill_rounds_vaes512(
+    proof: Vaes512,
+    seed: &EdgeSeed,
+    rounds: &[u32],
+    lanes: usize,
+    out: &mut [u64],
+    stride: usize,
+) {
+    fill_rounds_with::<Zmm, 8>(proof, seed, rounds, lanes, out, stride);
+}
+
+/// The caller's contract for every `fill_rounds`: `lanes` in 1..=32 and a row for every round.
+fn check_rounds_shape(rounds: &[u32], lanes: usize, out: &[u64], stride: usize) {
+    debug_assert!((1..=crate::MAX_LANES).contains(&lanes) && stride >= lanes);
+    debug_assert!(rounds.is_empty() || out.len() >= (rounds.len() - 1) * stride + lanes);
+}
+
 /// The caller's contract for every `fill_edges`: `lanes` in 1..=32 and one output row per seed.
 fn check_shape(seeds: &[EdgeSeed], lanes: usize, out: &[u64]) -> usize {
     debug_assert!((1..=crate::MAX_LANES).contains(&lanes));
@@ -563,6 +762,20 @@ impl Vaes {
         // SAFETY: `self` proves the CPU has the kernel's target features (AES-NI, AVX2, VAES).
         unsafe { with_block_count!(fill_edges_vaes, blocks, self, seeds, round, lanes, out) }
     }
+
+    /// The one-edge shape on 256-bit VAES: `rounds[i]` into `out[i · stride ..][.. lanes]`.
+    pub(super) fn fill_rounds(
+        self,
+        seed: &EdgeSeed,
+        rounds: &[u32],
+        lanes: usize,
+        out: &mut [u64],
+        stride: usize,
+    ) {
+        check_rounds_shape(rounds, lanes, out, stride);
+        // SAFETY: `self` proves the CPU has the kernel's target features (AES-NI, AVX2, VAES).
+        unsafe { fill_rounds_vaes(self, seed, rounds, lanes, out, stride) }
+    }
 }
 
 impl Vaes512 {
@@ -571,5 +784,19 @@ impl Vaes512 {
         let blocks = check_shape(seeds, lanes, out);
         // SAFETY: `self` proves the CPU has the kernel's target features (VAES, AVX-512F/BW).
         unsafe { with_block_count!(fill_edges_vaes512, blocks, self, seeds, round, lanes, out) }
+    }
+
+    /// The one-edge shape on 512-bit VAES: `rounds[i]` into `out[i · stride ..][.. lanes]`.
+    pub(super) fn fill_rounds(
+        self,
+        seed: &EdgeSeed,
+        rounds: &[u32],
+        lanes: usize,
+        out: &mut [u64],
+        stride: usize,
+    ) {
+        check_rounds_shape(rounds, lanes, out, stride);
+        // SAFETY: `self` proves the CPU has the kernel's target features (VAES, AVX-512F/BW).
+        unsafe { fill_rounds_vaes512(self, seed, rounds, lanes, out, stride) }
     }
 }
