@@ -1,7 +1,8 @@
 //! Batch edge keys per backend and shape, against the naive one-cipher-per-key baseline.
 //!
 //! - `edges/*`: many edges × one round (the multi-key kernels), 4,096 seeds per batch;
-//! - `rounds/*`: one edge × 96 rounds (expand once, parallel blocks);
+//! - `rounds/*`: one edge × 96 rounds (expand once; `portable` and `aes-ni` run the `aes`
+//!   crate's parallel blocks, `vaes` and `vaes512` the VAES kernels);
 //! - `naive/*`: a fresh `ctr::Ctr128BE<Aes128>` per key (`engine::keystream::fill_lanes`), the
 //!   baseline every ratio in `bench/README.md` is taken against, measured in the same run.
 #![allow(clippy::unwrap_used)]
@@ -70,21 +71,22 @@ fn rounds(c: &mut Criterion) {
     for lanes in [1usize, 2, 8] {
         let mut out = vec![0u64; ROUNDS as usize * lanes];
         let mut first = 0u32;
-        let keystream = Keystream::new();
-        group.bench_with_input(
-            BenchmarkId::new("expand-once", format!("L={lanes}")),
-            &lanes,
-            |b, &lanes| {
-                b.iter(|| {
-                    first = first.wrapping_add(ROUNDS);
-                    let rounds: Vec<u32> = (first..first + ROUNDS).collect();
-                    keystream
-                        .fill_rounds(&seed, black_box(&rounds), lanes, &mut out)
-                        .unwrap();
-                    black_box(&out);
-                })
-            },
-        );
+        let rounds: Vec<u32> = (0..ROUNDS).collect();
+        for backend in Backend::available() {
+            let keystream = Keystream::with_backend(backend).unwrap();
+            group.bench_with_input(
+                BenchmarkId::new(backend.name(), format!("L={lanes}")),
+                &lanes,
+                |b, &lanes| {
+                    b.iter(|| {
+                        keystream
+                            .fill_rounds(&seed, black_box(&rounds), lanes, &mut out)
+                            .unwrap();
+                        black_box(&out);
+                    })
+                },
+            );
+        }
         group.bench_with_input(
             BenchmarkId::new("naive", format!("L={lanes}")),
             &lanes,

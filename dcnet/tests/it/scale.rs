@@ -104,7 +104,7 @@ fn bench_keystream_reports_every_backend_and_shape() {
         );
     }
     assert_eq!(text.matches("naive: one ctr").count(), 2, "{text}");
-    assert_eq!(text.matches("1 edge x 5 rounds, expand once").count(), 2);
+    assert_eq!(text.matches("1 edge x 5 rounds, expand once, ").count(), 2);
     assert!(text.contains("OpenSSL not measured"), "{text}");
 }
 

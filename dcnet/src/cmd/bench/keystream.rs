@@ -229,8 +229,8 @@ pub fn run(config: BenchKeystreamConfig) -> Result<()> {
                 ));
             }
         }
-        let keystream =
-            Keystream::with_backend(backends.last().copied().unwrap_or(Backend::Portable))?;
+        let fastest = backends.last().copied().unwrap_or(Backend::Portable);
+        let keystream = Keystream::with_backend(fastest)?;
         let r = rates(&config, || {
             let mut out = vec![0u64; rounds.len() * lanes];
             let seed = &seeds[0];
@@ -242,11 +242,11 @@ pub fn run(config: BenchKeystreamConfig) -> Result<()> {
             }
         });
         row(
-            &format!("1 edge x {} rounds, expand once", config.rounds),
+            &format!("1 edge x {} rounds, expand once, {fastest}", config.rounds),
             r,
         );
         let mut line = format!(
-            "one edge x {} rounds, L={lanes}: {}keys/s = {}blocks/s per core",
+            "one edge x {} rounds, L={lanes}, {fastest}: {}keys/s = {}blocks/s per core",
             config.rounds,
             si(r.per_core),
             si(r.per_core * blocks)
