@@ -616,7 +616,7 @@ fn parse_interval(text: &str) -> Result<u32> {
         .filter(|s| *s > 0)
         .with_context(|| format!("--interval {text:?}: not a positive duration"))?;
     ensure!(
-        lock::billing::SECONDS_PER_DAY % seconds == 0,
+        lock::billing::SECONDS_PER_DAY.is_multiple_of(seconds),
         "--interval {text:?} does not divide the day"
     );
     Ok(seconds)

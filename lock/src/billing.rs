@@ -314,7 +314,7 @@ fn classify(
     readings: &[Reading],
     interval: u32,
 ) -> Result<Vec<usize>, BillingError> {
-    if interval == 0 || SECONDS_PER_DAY % interval != 0 {
+    if interval == 0 || !SECONDS_PER_DAY.is_multiple_of(interval) {
         return Err(BillingError::IntervalNotDividingDay(interval));
     }
     let mut order: Vec<&Reading> = readings.iter().collect();

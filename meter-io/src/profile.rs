@@ -510,14 +510,14 @@ impl ProfileFile {
             if !r.offset.is_finite() {
                 return Err(format!("{}: must be finite", field("offset")));
             }
-            if r.role.is_unique() {
-                if let Some(first) = roles.insert(r.role, i) {
-                    return Err(format!(
-                        "{}: {:?} is already the role of registers[{first}]",
-                        field("role"),
-                        r.role
-                    ));
-                }
+            if r.role.is_unique()
+                && let Some(first) = roles.insert(r.role, i)
+            {
+                return Err(format!(
+                    "{}: {:?} is already the role of registers[{first}]",
+                    field("role"),
+                    r.role
+                ));
             }
             if r.role.is_energy() && energy_unit_wh(&r.unit).is_none() {
                 return Err(format!(
@@ -561,10 +561,10 @@ impl ProfileFile {
                     Some(sf)
                 }
             };
-            if let Some(expect) = r.expect {
-                if !expect.is_finite() {
-                    return Err(format!("{}: must be finite", field("expect")));
-                }
+            if let Some(expect) = r.expect
+                && !expect.is_finite()
+            {
+                return Err(format!("{}: must be finite", field("expect")));
             }
             registers.push(Register {
                 name: r.name.clone(),

@@ -192,14 +192,14 @@ pub fn decode_all(profile: &Profile, words: &BlockWords) -> Result<Vec<Value>, V
         let Some(value) = decode_register(profile, words, register) else {
             continue;
         };
-        if let (Some(expected), Some(found)) = (register.expect, value.value) {
-            if found != expected {
-                return Err(ValueError::Unexpected {
-                    name: register.name.clone(),
-                    found,
-                    expected,
-                });
-            }
+        if let (Some(expected), Some(found)) = (register.expect, value.value)
+            && found != expected
+        {
+            return Err(ValueError::Unexpected {
+                name: register.name.clone(),
+                found,
+                expected,
+            });
         }
         out.push(value);
     }

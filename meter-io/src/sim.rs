@@ -69,7 +69,7 @@ impl FaultRule {
     fn hits(&self, request: u64) -> bool {
         match self.schedule {
             Schedule::Once(n) => request == n,
-            Schedule::Every(n) => n > 0 && request % n == 0,
+            Schedule::Every(n) => n > 0 && request.is_multiple_of(n),
         }
     }
 }

@@ -25,10 +25,10 @@ pub fn run(config: &ChurnRun) -> Result<()> {
     let report = churn::run(
         sim,
         &mut |event| {
-            if let (Some(log), None) = (log.as_mut(), &write_error) {
-                if let Err(error) = log.append(event) {
-                    write_error = Some(error);
-                }
+            if let (Some(log), None) = (log.as_mut(), &write_error)
+                && let Err(error) = log.append(event)
+            {
+                write_error = Some(error);
             }
         },
         &mut |round| progress.set_position(u64::from(round)),

@@ -293,16 +293,16 @@ impl World<'_> {
                 self.flush_audit();
                 to_gateways.extend(result.map_err(|e| self.provider_error(e))?);
             } else if let Some(Envelope { to, mut message }) = to_gateways.pop_front() {
-                if let ToGateway::KeyShare(share) = &mut message {
-                    if self.world_rng.gen_bool(self.config.tamper) {
-                        let bit = self.world_rng.gen_range(0..(32 + 64) * 8);
-                        if bit < 256 {
-                            share.ephemeral[bit / 8] ^= 1 << (bit % 8);
-                        } else {
-                            share.signature[(bit - 256) / 8] ^= 1 << (bit % 8);
-                        }
-                        self.report.shares_tampered += 1;
+                if let ToGateway::KeyShare(share) = &mut message
+                    && self.world_rng.gen_bool(self.config.tamper)
+                {
+                    let bit = self.world_rng.gen_range(0..(32 + 64) * 8);
+                    if bit < 256 {
+                        share.ephemeral[bit / 8] ^= 1 << (bit % 8);
+                    } else {
+                        share.signature[(bit - 256) / 8] ^= 1 << (bit % 8);
                     }
+                    self.report.shares_tampered += 1;
                 }
                 let answers = self
                     .drive(to, |state, registry, rng| {
