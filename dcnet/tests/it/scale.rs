@@ -36,7 +36,7 @@ fn simulation_output_is_identical_for_any_thread_count() {
     // nets in flight), so the order of graph.csv, truth.csv and readings.csv is exercised.
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for (dir, threads) in [(&one, "1"), (&two, "2")] {
-        ok_with(
+        let run = ok_with(
             &[("RAYON_NUM_THREADS", threads)],
             &[
                 "simulate",
@@ -55,6 +55,10 @@ fn simulation_output_is_identical_for_any_thread_count() {
                 "--reveal-readings",
             ],
         );
+        // Standard error is a pipe here: the summary, and no progress bar.
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains("frames/s"), "{stderr}");
+        assert!(!stderr.contains("net-rounds"), "{stderr}");
     }
     let names = files_in(one.path());
     assert_eq!(names, files_in(two.path()));
