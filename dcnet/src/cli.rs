@@ -92,6 +92,13 @@ pub enum Command {
     /// `security` helps choose t.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Write the valid frames of round logs as a table (Parquet, Arrow IPC or CSV).
+    ///
+    /// One row per valid frame with columns dc_net_id, client_id, round, notification,
+    /// transmission, timestamp (ms) and lane0.., in input order, so that DuckDB, Polars,
+    /// pandas or Spark can query round logs. Stretches that are not valid frames are counted by
+    /// reason on stderr and not written.
+    Export(ExportArgs),
     /// Measure dcnet on this machine, each figure next to a baseline from the same run.
     Bench(BenchArgs),
 }
@@ -281,6 +288,15 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// End-to-end `aggregate` against a memory-read floor, measured in the same run.
+    ///
+    /// Writes a simulated round log of about --frames frames (nets x clients households,
+    /// enough rounds, 1% dropouts with their resends), then times (a) the whole columnar
+    /// aggregation of it, from mapping the file to the settled rounds, and (b) the floor: one
+    /// pass over the same mapped bytes summing every u64 word, on the same threads. Prints
+    /// frames/s, GB/s and the ratio aggregate/floor for each repetition, and checks the totals
+    /// against the simulation's truth.
+    Aggregate(BenchAggregateArgs),
     /// Edge keys per second, per core and on all cores, for both batch shapes and every
     /// backend this CPU runs.
     ///
@@ -435,6 +451,36 @@ impl BenchSimulateArgs {
     }
 }
 
+/// A table file format on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// Apache Parquet (Snappy-compressed).
+    Parquet,
+    /// Arrow IPC file (Feather v2).
+    Arrow,
+}
+
+impl FormatArg {
+    pub fn table_format(self) -> ingest::export::TableFormat {
+        match self {
+            Self::Csv => ingest::export::TableFormat::Csv,
+            Self::Parquet => ingest::export::TableFormat::Parquet,
+            Self::Arrow => ingest::export::TableFormat::Arrow,
+        }
+    }
+}
+
+/// Which aggregation engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// Columnar batches on every core (the default).
+    Columnar,
+    /// The straightforward frame-by-frame reference, single-threaded.
+    Reference,
+}
+
 /// The population and schedule of a simulation.
 #[derive(Debug, Args)]
 pub struct PopulationArgs {
@@ -498,9 +544,85 @@ pub struct AggregateArgs {
     /// correction would expose too much of its reading.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub min_live_neighbours: usize,
+    /// Also write every rejected frame as CSV rows `file,offset,reason`: the input path, the
+    /// byte offset of the frame (or bad stretch) in it, and the reason's name.
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
+    /// Grace in milliseconds after a round's end: a transmit frame stamped later is rejected as
+    /// `late` and its client counts as missing (its neighbours must resend). Without this flag
+    /// timestamps are not checked.
+    #[arg(long, value_name = "MS")]
+    pub deadline_ms: Option<u64>,
+    /// Length of a round: a number with unit ms, s, m or h.
+    #[arg(long, default_value = "15m", value_name = "DURATION")]
+    pub period: String,
+    /// Start of round 0: milliseconds since the Unix epoch, or a UTC date YYYY-MM-DD. Round r
+    /// spans [epoch + r*period, epoch + (r+1)*period); with the defaults, round numbers are
+    /// quarter hours since the Unix epoch, as `dcnet simulate` writes them.
+    #[arg(long, default_value = "0", value_name = "TIME")]
+    pub epoch: String,
+    /// Format of the results written to --out (or standard output).
+    #[arg(long, value_enum, default_value_t = FormatArg::Csv)]
+    pub format: FormatArg,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+    /// Aggregation engine; both give identical results.
+    #[arg(long, value_enum, default_value_t = EngineArg::Columnar)]
+    pub engine: EngineArg,
+    /// Memory for (net, round) groups still open, in MiB (columnar engine). Beyond it the least
+    /// recently used groups are settled early; frames that arrive for them later cost a second
+    /// read of their byte ranges, never a different result.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub group_memory: u64,
+    /// No progress bar and no final throughput line (rejects and warnings are still reported).
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Round logs (*.dclog) to aggregate; `-` reads standard input.
     #[arg(required = true, value_name = "LOG")]
     pub logs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Table format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
+    pub format: FormatArg,
+    /// Where to write the table.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// No progress bar and no final throughput line.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Round logs (*.dclog) to export; `-` reads standard input.
+    #[arg(required = true, value_name = "LOG")]
+    pub logs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAggregateArgs {
+    /// Frames in the log (rounded up to whole rounds).
+    #[arg(long, default_value_t = 20_000_000, value_name = "N")]
+    pub frames: u64,
+    /// DC nets in the simulated population.
+    #[arg(long, default_value_t = 1000)]
+    pub nets: u32,
+    /// Clients per net.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: u32,
+    /// Lanes per frame (1..=32).
+    #[arg(long, default_value_t = 1)]
+    pub lanes: u8,
+    /// Worker threads for both measurements (0: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+    /// Measurements of each kind, alternating floor and aggregate.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
+    /// Keep the log and its graph.csv in DIR, e.g. for scripts/compare_duckdb.py (default: a
+    /// temporary directory, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -533,7 +655,57 @@ pub struct AggregateConfig {
     pub graph: PathBuf,
     pub out: Option<PathBuf>,
     pub options: AggregateOptions,
+    pub rejects: Option<PathBuf>,
+    pub format: FormatArg,
+    pub threads: usize,
+    pub engine: EngineArg,
+    pub group_memory: u64,
+    pub quiet: bool,
     pub logs: Vec<PathBuf>,
+}
+
+/// A validated `bench aggregate`.
+#[derive(Debug, Clone)]
+pub struct BenchAggregateConfig {
+    pub sim: SimConfig,
+    pub threads: usize,
+    pub repeat: u32,
+    pub dir: Option<PathBuf>,
+}
+
+/// Parses a duration with unit: `900000ms`, `900s`, `15m`, `1h`; returns milliseconds.
+pub fn parse_duration_ms(text: &str, flag: &str) -> Result<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .with_context(|| format!("{flag} {text:?}: expected a number with unit ms, s, m or h"))?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        _ => bail!("{flag} {text:?}: unit must be ms, s, m or h"),
+    };
+    let ms = number
+        .checked_mul(scale)
+        .with_context(|| format!("{flag} {text:?}: too long"))?;
+    ensure!(ms > 0, "{flag} {text:?}: must be longer than zero");
+    Ok(ms)
+}
+
+/// Parses an instant: milliseconds since the Unix epoch, or a UTC date YYYY-MM-DD (midnight).
+pub fn parse_epoch_ms(text: &str, flag: &str) -> Result<u64> {
+    if let Ok(ms) = text.trim().parse::<u64>() {
+        return Ok(ms);
+    }
+    let (year, month, day) = parse_date(text, flag)
+        .with_context(|| format!("{flag}: expected milliseconds since the epoch or YYYY-MM-DD"))?;
+    let days = engine::loadprofile::days_from_civil(year, month, day);
+    Ok(u64::try_from(days).unwrap_or(0) * 86_400_000)
 }
 
 /// A validated `demo`.
@@ -734,34 +906,34 @@ impl LockSecurityArgs {
     }
 }
 
-fn parse_date(text: &str) -> Result<(i64, u32, u32)> {
+fn parse_date(text: &str, flag: &str) -> Result<(i64, u32, u32)> {
     let parts: Vec<&str> = text.split('-').collect();
     let [year, month, day] = parts.as_slice() else {
-        bail!("--start {text:?}: expected a date YYYY-MM-DD");
+        bail!("{flag} {text:?}: expected a date YYYY-MM-DD");
     };
     let year: i64 = year
         .parse()
-        .with_context(|| format!("--start {text:?}: bad year"))?;
+        .with_context(|| format!("{flag} {text:?}: bad year"))?;
     let month: u32 = month
         .parse()
-        .with_context(|| format!("--start {text:?}: bad month"))?;
+        .with_context(|| format!("{flag} {text:?}: bad month"))?;
     let day: u32 = day
         .parse()
-        .with_context(|| format!("--start {text:?}: bad day"))?;
+        .with_context(|| format!("{flag} {text:?}: bad day"))?;
     ensure!(
         (1970..=9999).contains(&year),
-        "--start {text:?}: year must be 1970..=9999"
+        "{flag} {text:?}: year must be 1970..=9999"
     );
     ensure!(
         (1..=12).contains(&month),
-        "--start {text:?}: month must be 1..=12"
+        "{flag} {text:?}: month must be 1..=12"
     );
     let (y, m, d) = engine::loadprofile::civil_from_days(engine::loadprofile::days_from_civil(
         year, month, day,
     ));
     ensure!(
         (y, m, d) == (year, month, day),
-        "--start {text:?}: no such day"
+        "{flag} {text:?}: no such day"
     );
     Ok((year, month, day))
 }
@@ -800,7 +972,7 @@ impl PopulationArgs {
             self.min_participants >= 2,
             "--min-participants must be at least 2"
         );
-        let (year, month, day) = parse_date(&self.start)?;
+        let (year, month, day) = parse_date(&self.start, "--start")?;
         let first_round = first_round_of_day(year, month, day);
         ensure!(
             first_round.checked_add(self.rounds).is_some(),
@@ -837,14 +1009,57 @@ impl AggregateArgs {
             self.min_participants >= 2,
             "--min-participants must be at least 2"
         );
+        let period_ms = parse_duration_ms(&self.period, "--period")?;
+        let epoch_ms = parse_epoch_ms(&self.epoch, "--epoch")?;
         Ok(AggregateConfig {
             graph: self.graph,
             out: self.out,
             options: AggregateOptions {
                 min_participants: self.min_participants,
                 min_live_neighbours: self.min_live_neighbours,
+                epoch_ms,
+                period_ms,
+                deadline_ms: self.deadline_ms,
             },
+            rejects: self.rejects,
+            format: self.format,
+            threads: self.threads,
+            engine: self.engine,
+            group_memory: self.group_memory.saturating_mul(1 << 20),
+            quiet: self.quiet,
             logs: self.logs,
+        })
+    }
+}
+
+impl BenchAggregateArgs {
+    pub fn into_config(self) -> Result<BenchAggregateConfig> {
+        ensure!(self.frames >= 1, "--frames must be at least 1");
+        ensure!(self.nets >= 1, "--nets must be at least 1");
+        ensure!(
+            self.clients >= 5,
+            "--clients must be at least 5 (every client has 4 neighbours)"
+        );
+        ensure!(
+            (1..=32).contains(&self.lanes),
+            "--lanes must be 1..=32, not {}",
+            self.lanes
+        );
+        ensure!(self.repeat >= 1, "--repeat must be at least 1");
+        let per_round = u64::from(self.nets) * u64::from(self.clients);
+        let rounds = u32::try_from(self.frames.div_ceil(per_round))
+            .map_err(|_| anyhow::anyhow!("--frames {} is too many rounds", self.frames))?;
+        Ok(BenchAggregateConfig {
+            sim: SimConfig {
+                nets: self.nets,
+                clients: self.clients,
+                rounds,
+                lanes: self.lanes,
+                ..SimConfig::default()
+            },
+            threads: self.threads,
+            repeat: self.repeat,
+            dir: self.dir,
         })
     }
 }
@@ -1473,6 +1688,16 @@ mod tests {
         }
     }
 
+    fn aggregate(args: &[&str]) -> Result<AggregateConfig> {
+        let mut argv = vec!["dcnet", "aggregate", "--graph", "g.csv"];
+        argv.extend_from_slice(args);
+        argv.push("x.dclog");
+        match Cli::try_parse_from(argv)?.command {
+            Command::Aggregate(a) => a.into_config(),
+            _ => unreachable!("parsed aggregate"),
+        }
+    }
+
     #[test]
     fn lock_and_tariff_flags_are_validated() {
         let Command::Tariff(TariffCommand::Diff(diff)) =
@@ -1536,6 +1761,43 @@ mod tests {
         let keygen = keygen.into_config().unwrap();
         assert_eq!(keygen.name, "meter");
         assert_eq!(keygen.public_path, PathBuf::from("keys/meter.pub"));
+    }
+
+    #[test]
+    fn round_schedule_defaults_to_quarter_hours_since_the_epoch() {
+        let config = aggregate(&[]).unwrap();
+        assert_eq!(
+            (
+                config.options.epoch_ms,
+                config.options.period_ms,
+                config.options.deadline_ms
+            ),
+            (0, 900_000, None)
+        );
+        let config = aggregate(&[
+            "--period",
+            "5m",
+            "--epoch",
+            "1970-01-02",
+            "--deadline-ms",
+            "30000",
+        ])
+        .unwrap();
+        assert_eq!(config.options.period_ms, 300_000);
+        assert_eq!(config.options.epoch_ms, 86_400_000);
+        // Round 2 ends at 1 day + 15 minutes; the deadline is 30 s later.
+        assert_eq!(
+            config.options.round_deadline(2),
+            Some(86_400_000 + 900_000 + 30_000)
+        );
+        assert_eq!(parse_duration_ms("1500ms", "--period").unwrap(), 1500);
+        assert_eq!(parse_duration_ms("2h", "--period").unwrap(), 7_200_000);
+        for bad in ["", "15", "0s", "15 parsecs", "-1m"] {
+            let error = parse_duration_ms(bad, "--period").unwrap_err().to_string();
+            assert!(error.contains("--period"), "{bad}: {error}");
+        }
+        let error = aggregate(&["--epoch", "tuesday"]).unwrap_err().to_string();
+        assert!(error.contains("--epoch"), "{error}");
     }
 
     #[test]

@@ -38,7 +38,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lock(LockCommand::Approve(args)) => cmd::lock::approve(args),
         Command::Lock(LockCommand::Apply(args)) => cmd::lock::apply(args),
         Command::Lock(LockCommand::Security(args)) => cmd::lock::security(args.into_config()?),
+        Command::Export(args) => cmd::export::run(args),
         Command::Bench(bench) => match bench.command {
+            BenchCommand::Aggregate(args) => cmd::bench::aggregate::run(args.into_config()?),
             BenchCommand::Keystream(args) => cmd::bench::keystream::run(args.into_config()?),
             BenchCommand::Simulate(args) => cmd::bench::simulate::run(args.into_config()?),
         },

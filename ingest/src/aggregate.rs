@@ -16,6 +16,9 @@ use crate::reject::{FrameSource, RejectCounts, RejectReason, Rejected};
 /// The key graph of every known net, by `dc_net_id`.
 pub type Nets = BTreeMap<u32, KeyGraph>;
 
+/// The length of a round unless configured otherwise: 15 minutes, in milliseconds.
+pub const DEFAULT_PERIOD_MS: u64 = 15 * 60 * 1000;
+
 /// Provider policy for releasing sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AggregateOptions {
@@ -23,6 +26,14 @@ pub struct AggregateOptions {
     pub min_participants: usize,
     /// A resending client left with fewer live neighbours than this is flagged as exposed.
     pub min_live_neighbours: usize,
+    /// Start of round 0, ms since the Unix epoch: round `r` spans
+    /// `[epoch + r·period, epoch + (r+1)·period)`.
+    pub epoch_ms: u64,
+    /// Length of a round in ms (at least 1).
+    pub period_ms: u64,
+    /// Grace after a round's end: a transmit frame stamped later than `end + deadline` is
+    /// rejected as late and its client counts as missing. `None` accepts any timestamp.
+    pub deadline_ms: Option<u64>,
 }
 
 impl Default for AggregateOptions {
@@ -30,7 +41,28 @@ impl Default for AggregateOptions {
         Self {
             min_participants: 2,
             min_live_neighbours: 2,
+            epoch_ms: 0,
+            period_ms: DEFAULT_PERIOD_MS,
+            deadline_ms: None,
         }
+    }
+}
+
+impl AggregateOptions {
+    /// The last timestamp (ms) a transmit frame of `round` may carry, or `None` without a
+    /// deadline. Saturates at `u64::MAX` instead of wrapping.
+    pub fn round_deadline(&self, round: u32) -> Option<u64> {
+        let grace = self.deadline_ms?;
+        let end = u128::from(self.epoch_ms)
+            + (u128::from(round) + 1) * u128::from(self.period_ms)
+            + u128::from(grace);
+        Some(u64::try_from(end).unwrap_or(u64::MAX))
+    }
+
+    /// Whether a transmit frame of `round` stamped `timestamp_ms` is late.
+    pub fn is_late(&self, round: u32, timestamp_ms: u64) -> bool {
+        self.round_deadline(round)
+            .is_some_and(|deadline| timestamp_ms > deadline)
     }
 }
 
@@ -174,6 +206,12 @@ impl<'n> Aggregator<'n> {
         };
         if graph.index_of(frame.client_id()).is_none() {
             return self.reject(RejectReason::UnknownClient, source);
+        }
+        if notification == Notification::Transmit
+            && self.options.is_late(frame.round(), frame.timestamp_ms())
+        {
+            // Not used, so the client counts as missing and its neighbours must resend.
+            return self.reject(RejectReason::Late, source);
         }
         let round = self
             .rounds

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::aggregate::{AggregateOptions, AggregateReport, Aggregator, Nets};
 use crate::log::{FrameScanner, LogHeader};
-use crate::mmap::open_log;
+use crate::mmap::{LogBytes, open_log};
 
 /// Why a batch produced nothing.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,12 @@ pub enum BatchError {
     /// Every input failed; the first failure is named.
     #[error("no readable round log: {first}")]
     NothingReadable { first: String },
+    /// More inputs than one aggregation can tell apart.
+    #[error("too many round logs: at most {max} per run")]
+    TooMany { max: usize },
+    /// The worker threads could not be started.
+    #[error("cannot start worker threads: {0}")]
+    Threads(String),
 }
 
 /// What happened to one input file.
@@ -51,12 +57,20 @@ fn describe(path: &Path, error: impl std::fmt::Display) -> String {
     format!("{}: {error}", path.display())
 }
 
-/// Aggregates the round logs at `paths` (`-` is standard input) against the key graphs in `nets`.
-pub fn aggregate_files(
-    paths: &[PathBuf],
-    nets: &Nets,
-    options: AggregateOptions,
-) -> Result<BatchOutcome, BatchError> {
+/// The inputs of a batch, opened: each file's outcome so far, the readable logs' bytes by input
+/// index, and the lane count of the aggregation (the first readable log's).
+pub struct OpenedInputs {
+    /// One entry per input, in input order.
+    pub files: Vec<FileOutcome>,
+    /// `(input index, bytes)` of every input with a valid header.
+    pub opened: Vec<(usize, LogBytes)>,
+    /// Lanes of the first readable log.
+    pub lanes: usize,
+}
+
+/// Opens every input (mapping regular files, reading pipes and `-`), parses the headers and
+/// notes why unreadable ones are skipped. Fails only if no input is readable.
+pub fn open_inputs(paths: &[PathBuf]) -> Result<OpenedInputs, BatchError> {
     if paths.is_empty() {
         return Err(BatchError::NoInput);
     }
@@ -96,6 +110,26 @@ pub fn aggregate_files(
             .unwrap_or_default();
         return Err(BatchError::NothingReadable { first });
     };
+    Ok(OpenedInputs {
+        files,
+        opened,
+        lanes,
+    })
+}
+
+/// Aggregates the round logs at `paths` (`-` is standard input) against the key graphs in `nets`
+/// with the straightforward [`Aggregator`], one frame after the other: the reference that the
+/// columnar engine ([`crate::pipeline`]) is tested against.
+pub fn aggregate_files(
+    paths: &[PathBuf],
+    nets: &Nets,
+    options: AggregateOptions,
+) -> Result<BatchOutcome, BatchError> {
+    let OpenedInputs {
+        mut files,
+        opened,
+        lanes,
+    } = open_inputs(paths)?;
     let mut aggregator = Aggregator::new(nets, lanes, options);
     for (index, bytes) in &opened {
         let scanner = match FrameScanner::new(bytes) {

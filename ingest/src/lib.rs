@@ -4,9 +4,13 @@
 
 pub mod aggregate;
 pub mod batch;
+pub mod columnar;
+pub mod export;
+pub mod fast;
 pub mod frame;
 pub mod log;
 pub mod mmap;
+pub mod pipeline;
 pub mod reject;
 pub mod tables;
 

@@ -262,9 +262,32 @@ impl<'a> FrameScanner<'a> {
         })
     }
 
+    /// A scanner of the log `bytes` (whose header is `header`) that starts at byte `pos` as if
+    /// a frame ended there: how the parallel reader scans one morsel of a log. It yields exactly
+    /// what [`FrameScanner::new`] yields from the moment that scanner is at `pos` between frames.
+    pub fn starting_at(bytes: &'a [u8], header: LogHeader, pos: usize) -> Self {
+        Self {
+            bytes,
+            header,
+            pos: pos.max(LOG_HEADER_LEN),
+            bad_until: None,
+        }
+    }
+
     /// The log's header.
     pub fn header(&self) -> LogHeader {
         self.header
+    }
+
+    /// The byte offset of the next item.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Whether the scanner is between frames rather than inside a damaged stretch: from such a
+    /// position, what follows depends only on the bytes from here on.
+    pub fn between_frames(&self) -> bool {
+        self.bad_until.is_none_or(|end| self.pos >= end)
     }
 
     /// The length of a whole frame at `pos` if one with valid magic, version, lane byte and CRC
@@ -335,7 +358,17 @@ impl<'a> Iterator for FrameScanner<'a> {
         }
         let lanes = self.header.lanes;
         if let Some(len) = self.crc_valid_frame_at(self.pos) {
-            let frame = FrameView::parse(&self.bytes[self.pos..self.pos + len], lanes);
+            // Magic, version and CRC are verified: finish the checks in `FrameView::parse`'s
+            // order without computing the CRC a second time.
+            let bytes = &self.bytes[self.pos..self.pos + len];
+            let frame = if bytes[5] == lanes {
+                FrameView::parse_fields(bytes)
+            } else {
+                Err(FrameError::BadLanes {
+                    found: bytes[5],
+                    expected: lanes,
+                })
+            };
             return Some(self.emit(len, frame));
         }
         // Damaged bytes: find where the next good frame starts, preferring the regular spacing.

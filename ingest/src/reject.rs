@@ -159,6 +159,13 @@ impl RejectCounts {
         *self.counts.entry(reason).or_default() += 1;
     }
 
+    /// Counts `n` more frames rejected for `reason`.
+    pub fn add_n(&mut self, reason: RejectReason, n: u64) {
+        if n > 0 {
+            *self.counts.entry(reason).or_default() += n;
+        }
+    }
+
     /// Adds every count of `other`.
     pub fn merge(&mut self, other: &RejectCounts) {
         for (&reason, &n) in &other.counts {

@@ -1,24 +1,84 @@
 //! `dcnet aggregate`: apply the provider rules to round logs and write global.csv.
 
+use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ingest::batch::{BatchOutcome, aggregate_files};
+use ingest::pipeline::{PipelineOptions, Progress, aggregate_files_columnar};
 use ingest::{RejectReason, RoundStatus};
 
-use crate::cli::AggregateConfig;
+use crate::cli::{AggregateConfig, EngineArg, FormatArg};
+use crate::cmd::progress;
 
-/// Aggregates the configured logs (no output written).
+/// Aggregates the configured logs (no output written). The duration is the aggregation's, from
+/// opening the logs to the settled rounds, without reading graph.csv.
 pub fn aggregate(config: &AggregateConfig) -> Result<(BatchOutcome, Duration)> {
-    let started = Instant::now();
     let nets = ingest::tables::load_graph_csv(&config.graph)?;
-    let outcome = aggregate_files(&config.logs, &nets, config.options)?;
+    let started = Instant::now();
+    let outcome = match config.engine {
+        EngineArg::Reference => aggregate_files(&config.logs, &nets, config.options)?,
+        EngineArg::Columnar => {
+            let pipeline = PipelineOptions {
+                threads: config.threads,
+                collect_rejects: config.rejects.is_some(),
+                group_budget: config.group_memory,
+                ..PipelineOptions::default()
+            };
+            let bar = Progress::default();
+            progress::with_bar(&bar, config.quiet, || {
+                aggregate_files_columnar(&config.logs, &nets, config.options, pipeline, &bar)
+            })?
+        }
+    };
     Ok((outcome, started.elapsed()))
+}
+
+/// Writes `file,offset,reason` for every rejected frame, naming files by their path.
+pub fn write_rejects(path: &Path, outcome: &BatchOutcome) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut csv = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    let write = |csv: &mut csv::Writer<_>| -> csv::Result<()> {
+        csv.write_record(["file", "offset", "reason"])?;
+        for reject in &outcome.report.rejects {
+            let name = outcome
+                .files
+                .get(reject.source.file as usize)
+                .map_or_else(String::new, |f| f.path.display().to_string());
+            csv.write_record([
+                name,
+                reject.source.offset.to_string(),
+                reject.reason.name().to_owned(),
+            ])?;
+        }
+        csv.flush()?;
+        Ok(())
+    };
+    write(&mut csv).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_results(out: impl Write + Send, format: FormatArg, outcome: &BatchOutcome) -> Result<()> {
+    let rows = &outcome.report.rounds;
+    match format {
+        FormatArg::Csv => {
+            ingest::tables::write_global_csv(std::io::BufWriter::new(out), outcome.lanes, rows)?
+        }
+        FormatArg::Parquet | FormatArg::Arrow => {
+            let batch = ingest::export::global_batch(outcome.lanes, rows)?;
+            let mut writer =
+                ingest::export::TableWriter::new(format.table_format(), out, &batch.schema())?;
+            writer.write(&batch)?;
+            writer.finish()?;
+        }
+    }
+    Ok(())
 }
 
 /// Prints what a provider operator needs to know on stderr: skipped files, rejects by reason,
 /// rounds by status and privacy flags.
-pub fn report(outcome: &BatchOutcome, elapsed: Duration) {
+pub fn report(outcome: &BatchOutcome, elapsed: Duration, quiet: bool) {
     for file in &outcome.files {
         if let Some(error) = &file.error {
             eprintln!("skipped {error}");
@@ -61,10 +121,8 @@ pub fn report(outcome: &BatchOutcome, elapsed: Duration) {
             exposed.len() - 10
         );
     }
-    let bytes: u64 = outcome.files.iter().map(|f| f.bytes).sum();
-    let seconds = elapsed.as_secs_f64().max(1e-9);
     eprintln!(
-        "{} rounds: {} ok, {} unrecoverable, {} withheld, {} flagged; {} frames used, {} rejected; {:.2} s, {:.0} frames/s, {:.2} GB/s",
+        "{} rounds: {} ok, {} unrecoverable, {} withheld, {} flagged; {} frames used, {} rejected",
         report.rounds.len(),
         count(RoundStatus::Ok),
         count(RoundStatus::Unrecoverable),
@@ -72,28 +130,29 @@ pub fn report(outcome: &BatchOutcome, elapsed: Duration) {
         exposed.len(),
         report.frames_kept,
         report.counts.total(),
-        seconds,
-        (report.frames_kept + report.counts.total()) as f64 / seconds,
-        bytes as f64 / seconds / 1e9,
     );
+    if !quiet {
+        let bytes: u64 = outcome.files.iter().map(|f| f.bytes).sum();
+        let records: u64 = outcome.files.iter().map(|f| f.records).sum();
+        eprintln!("{}", progress::throughput_line(records, bytes, elapsed));
+    }
 }
 
 pub fn run(config: AggregateConfig) -> Result<()> {
     let (outcome, elapsed) = aggregate(&config)?;
-    let rows = &outcome.report.rounds;
     match &config.out {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            ingest::tables::write_global_csv(std::io::BufWriter::new(file), outcome.lanes, rows)
+            write_results(file, config.format, &outcome)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
-        None => {
-            let stdout = std::io::stdout().lock();
-            ingest::tables::write_global_csv(std::io::BufWriter::new(stdout), outcome.lanes, rows)
-                .context("cannot write to standard output")?;
-        }
+        None => write_results(std::io::stdout(), config.format, &outcome)
+            .context("cannot write to standard output")?,
     }
-    report(&outcome, elapsed);
+    if let Some(path) = &config.rejects {
+        write_rejects(path, &outcome)?;
+    }
+    report(&outcome, elapsed, config.quiet);
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use ingest::RoundStatus;
 
-use crate::cli::{AggregateConfig, DemoConfig, SimulateConfig};
+use crate::cli::{AggregateConfig, DemoConfig, EngineArg, FormatArg, SimulateConfig};
 use crate::cmd::{aggregate, simulate};
 
 pub fn run(config: DemoConfig) -> Result<()> {
@@ -41,6 +41,12 @@ pub fn run(config: DemoConfig) -> Result<()> {
             min_participants: sim.min_participants,
             ..Default::default()
         },
+        rejects: None,
+        format: FormatArg::Csv,
+        threads: 0,
+        engine: EngineArg::Columnar,
+        group_memory: ingest::fast::DEFAULT_BUDGET,
+        quiet: true,
         logs: summary.logs.clone(),
     };
     let (outcome, aggregate_time) = aggregate::aggregate(&aggregate_config)?;

@@ -11,7 +11,7 @@ fn dcnet(args: &[&str]) -> Output {
         .expect("dcnet runs")
 }
 
-fn ok(args: &[&str]) -> Output {
+pub(crate) fn ok(args: &[&str]) -> Output {
     let out = dcnet(args);
     assert!(
         out.status.success(),
@@ -28,7 +28,7 @@ fn simulate(dir: &Path, args: &[&str]) {
     ok(&argv);
 }
 
-fn logs_in(dir: &Path) -> Vec<String> {
+pub(crate) fn logs_in(dir: &Path) -> Vec<String> {
     let mut logs: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

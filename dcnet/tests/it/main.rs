@@ -4,6 +4,7 @@
 
 mod audit;
 mod churn;
+mod columnar;
 mod e2e;
 mod gateway;
 mod graph;

@@ -1,5 +1,6 @@
 //! `dcnet bench ...`: measurements on this machine, each against a baseline from the same run.
 
+pub mod aggregate;
 pub mod keystream;
 pub mod simulate;
 

@@ -1,0 +1,153 @@
+//! Columnar ingest benchmarks, each group with a baseline in the same run:
+//! frame decoding into Arrow columns vs. reading the same bytes, the per-frame CRC vs. the CRC of
+//! the whole buffer, the lane-sum kernel vs. a scalar loop, and the whole columnar aggregation
+//! vs. the straightforward one and vs. the memory-read floor (all single-threaded, in memory).
+#![allow(clippy::unwrap_used)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ingest::columnar::{DEFAULT_MORSEL_FRAMES, FrameColumns, read_morsel};
+use ingest::fast::{ColumnarAggregator, Inputs, Tally, column_sum};
+use ingest::log::LOG_HEADER_LEN;
+use ingest::{AggregateOptions, Aggregator, FrameScanner, FrameSource, LogHeader};
+
+/// The memory-read floor: every u64 word of the log added up.
+fn floor(bytes: &[u8]) -> u64 {
+    bytes
+        .chunks_exact(8)
+        .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
+        .fold(0, u64::wrapping_add)
+}
+
+fn columnar_aggregate(log: &bench::SimulatedLog) -> usize {
+    let header = LogHeader::parse(&log.bytes).unwrap();
+    let aggregator = ColumnarAggregator::new(
+        &log.nets,
+        1,
+        AggregateOptions::default(),
+        Inputs::new(vec![&log.bytes]),
+    );
+    let mut tally = Tally::new(false);
+    let mut columns = FrameColumns::new(1, DEFAULT_MORSEL_FRAMES);
+    let mut rejects = Vec::new();
+    let step = DEFAULT_MORSEL_FRAMES * header.frame_len();
+    let mut pos = LOG_HEADER_LEN;
+    while pos < log.bytes.len() {
+        rejects.clear();
+        let end = (pos + step).min(log.bytes.len());
+        let stop = read_morsel(&log.bytes, header, pos, end, &mut columns, &mut rejects);
+        let batch = columns.finish(0).unwrap();
+        aggregator.add_scan_rejects(0, &rejects, &mut tally);
+        aggregator.add_batch(&batch, &mut tally);
+        columns.recycle(batch);
+        pos = stop;
+    }
+    aggregator.finish(vec![tally]).rounds.len()
+}
+
+fn straightforward_aggregate(log: &bench::SimulatedLog) -> usize {
+    let mut agg = Aggregator::new(&log.nets, 1, AggregateOptions::default());
+    for scanned in FrameScanner::new(&log.bytes).unwrap() {
+        if let Ok(frame) = scanned.frame {
+            agg.add_frame(
+                &frame,
+                FrameSource {
+                    file: 0,
+                    offset: scanned.offset,
+                },
+            );
+        }
+    }
+    agg.finish().rounds.len()
+}
+
+fn ingest(c: &mut Criterion) {
+    // 8 nets x 500 clients x 24 rounds, one lane: about 96,000 frames, 3.8 MB.
+    let log = bench::SimulatedLog::new(8, 500, 24, 1);
+    let header = LogHeader::parse(&log.bytes).unwrap();
+    let frames = (log.bytes.len() - LOG_HEADER_LEN) / header.frame_len();
+
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Bytes(log.bytes.len() as u64));
+    group.bench_function("baseline/read every word", |b| {
+        b.iter(|| floor(black_box(&log.bytes)))
+    });
+    group.bench_function("morsels to Arrow columns", |b| {
+        let mut columns = FrameColumns::new(1, DEFAULT_MORSEL_FRAMES);
+        let mut rejects = Vec::new();
+        let step = DEFAULT_MORSEL_FRAMES * header.frame_len();
+        b.iter(|| {
+            let mut pos = LOG_HEADER_LEN;
+            let mut rows = 0;
+            while pos < log.bytes.len() {
+                let end = (pos + step).min(log.bytes.len());
+                pos = read_morsel(&log.bytes, header, pos, end, &mut columns, &mut rejects);
+                let batch = columns.finish(0).unwrap();
+                rows += batch.len();
+                columns.recycle(batch);
+            }
+            rows
+        })
+    });
+    group.bench_function("scanner only (FrameScanner)", |b| {
+        b.iter(|| {
+            FrameScanner::new(black_box(&log.bytes))
+                .unwrap()
+                .filter(|s| s.frame.is_ok())
+                .count()
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("crc");
+    group.throughput(Throughput::Bytes(log.bytes.len() as u64));
+    group.bench_function("baseline/crc32c of the whole buffer", |b| {
+        b.iter(|| crc32c::crc32c(black_box(&log.bytes)))
+    });
+    group.bench_function("frame_crc per 40-byte frame", |b| {
+        b.iter(|| {
+            log.bytes[LOG_HEADER_LEN..]
+                .chunks_exact(header.frame_len())
+                .map(ingest::frame::frame_crc)
+                .fold(0u32, |a, c| a ^ c)
+        })
+    });
+    group.finish();
+
+    let column: Vec<u64> = (0..1u64 << 20)
+        .map(|i| i.wrapping_mul(0x9E37_79B9))
+        .collect();
+    let mut group = c.benchmark_group("sum kernel");
+    group.throughput(Throughput::Bytes((column.len() * 8) as u64));
+    group.bench_function("baseline/scalar loop", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for &v in black_box(&column) {
+                // black_box on the accumulator keeps this loop scalar.
+                acc = black_box(acc.wrapping_add(v));
+            }
+            acc
+        })
+    });
+    group.bench_function("column_sum (vectorised)", |b| {
+        b.iter(|| column_sum(black_box(&column)))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("aggregate");
+    group.throughput(Throughput::Elements(frames as u64));
+    group.bench_function("baseline/read every word", |b| {
+        b.iter(|| floor(black_box(&log.bytes)))
+    });
+    group.bench_function("columnar, one thread", |b| {
+        b.iter(|| columnar_aggregate(&log))
+    });
+    group.bench_function("straightforward", |b| {
+        b.iter(|| straightforward_aggregate(&log))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);

@@ -1,0 +1,246 @@
+//! The columnar commands end to end: exported tables read back with the parquet crate, the
+//! reject file's offsets, result formats, late frames, and the columnar engine agreeing with the
+//! reference engine through the binary.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{TimestampMillisecondType, UInt8Type, UInt32Type, UInt64Type};
+use ingest::{FrameScanner, FrameView, RejectReason};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::e2e::{logs_in, ok};
+
+fn simulate(dir: &Path, dropout: &str, extra: &[&str]) {
+    let out = dir.to_str().unwrap();
+    let mut args = vec![
+        "simulate",
+        "--out",
+        out,
+        "--nets",
+        "2",
+        "--clients",
+        "12",
+        "--rounds",
+        "4",
+        "--dropout",
+        dropout,
+        "--seed",
+        "5",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+}
+
+#[test]
+fn exported_parquet_reads_back_as_the_decoded_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), "0.1", &["--lanes", "3"]);
+    let logs = logs_in(dir.path());
+    let table = dir.path().join("frames.parquet");
+    let mut args = vec![
+        "export",
+        "--format",
+        "parquet",
+        "--out",
+        table.to_str().unwrap(),
+    ];
+    args.extend(logs.iter().map(String::as_str));
+    ok(&args);
+
+    // The frames as the scanner decodes them, in input order.
+    let mut expected = Vec::new();
+    for log in &logs {
+        let bytes = std::fs::read(log).unwrap();
+        for item in FrameScanner::new(&bytes).unwrap() {
+            expected.push(item.frame.unwrap().to_frame());
+        }
+    }
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&table).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut got = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "dc_net_id",
+                "client_id",
+                "round",
+                "notification",
+                "transmission",
+                "timestamp",
+                "lane0",
+                "lane1",
+                "lane2"
+            ]
+        );
+        let u32s = |i: usize| batch.column(i).as_primitive::<UInt32Type>().clone();
+        let (net, client, round) = (u32s(0), u32s(1), u32s(2));
+        let code = batch.column(3).as_primitive::<UInt8Type>().clone();
+        let tx = batch.column(4).as_boolean().clone();
+        let ts = batch
+            .column(5)
+            .as_primitive::<TimestampMillisecondType>()
+            .clone();
+        let lanes: Vec<_> = (6..9)
+            .map(|i| batch.column(i).as_primitive::<UInt64Type>().clone())
+            .collect();
+        for row in 0..batch.num_rows() {
+            got.push(ingest::Frame {
+                notification: ingest::Notification::from_code(code.value(row)).unwrap(),
+                transmission: tx.value(row),
+                dc_net_id: net.value(row),
+                client_id: client.value(row),
+                round: round.value(row),
+                timestamp_ms: ts.value(row) as u64,
+                lanes: lanes.iter().map(|l| l.value(row)).collect(),
+            });
+        }
+    }
+    assert!(expected.len() > 80, "{}", expected.len());
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn rejects_file_names_each_damaged_frame_at_its_offset_and_engines_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), "0", &[]);
+    let logs = logs_in(dir.path());
+    // Damage: a flipped data bit in frame 3 of the first log; a copy of frame 1 and a partial
+    // frame appended to the second.
+    let mut first = std::fs::read(&logs[0]).unwrap();
+    first[64 + 3 * 40 + 36] ^= 0x40;
+    std::fs::write(&logs[0], &first).unwrap();
+    let mut second = std::fs::read(&logs[1]).unwrap();
+    let copy = second[64 + 40..64 + 80].to_vec();
+    second.extend_from_slice(&copy);
+    second.extend_from_slice(&[1, 2, 3]);
+    std::fs::write(&logs[1], &second).unwrap();
+
+    let graph = dir.path().join("graph.csv");
+    let run = |engine: &str| {
+        let global = dir.path().join(format!("global-{engine}.csv"));
+        let rejects = dir.path().join(format!("rejects-{engine}.csv"));
+        let mut args = vec![
+            "aggregate".to_owned(),
+            "--graph".to_owned(),
+            graph.to_str().unwrap().to_owned(),
+            "--engine".to_owned(),
+            engine.to_owned(),
+            "--out".to_owned(),
+            global.to_str().unwrap().to_owned(),
+            "--rejects".to_owned(),
+            rejects.to_str().unwrap().to_owned(),
+        ];
+        args.extend(logs.iter().cloned());
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        (
+            std::fs::read_to_string(global).unwrap(),
+            std::fs::read_to_string(rejects).unwrap(),
+        )
+    };
+    let (global, rejects) = run("columnar");
+    assert_eq!((global.clone(), rejects.clone()), run("reference"));
+
+    let rows: Vec<Vec<String>> = rejects
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert_eq!(rejects.lines().next(), Some("file,offset,reason"));
+    let reasons: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["crc-mismatch", "duplicate", "truncated"],
+        "{rejects}"
+    );
+    // Each offset points at the bytes that were damaged or copied.
+    let at = |row: &[String]| -> (Vec<u8>, usize) {
+        (std::fs::read(&row[0]).unwrap(), row[1].parse().unwrap())
+    };
+    let (bytes, offset) = at(&rows[0]);
+    assert_eq!(
+        (rows[0][0].as_str(), offset),
+        (logs[0].as_str(), 64 + 3 * 40)
+    );
+    assert!(FrameView::parse(&bytes[offset..offset + 40], 1).is_err());
+    let (bytes, offset) = at(&rows[1]);
+    assert_eq!(&bytes[offset..offset + 40], copy.as_slice());
+    assert_eq!(offset, second.len() - 43);
+    let (_, offset) = at(&rows[2]);
+    assert_eq!(offset, second.len() - 3);
+    assert!(RejectReason::ALL.iter().any(|r| r.name() == "truncated"));
+    // The round that lost the damaged transmit is unrecoverable: no resends were sent.
+    assert!(global.contains(",unrecoverable,"), "{global}");
+}
+
+#[test]
+fn results_as_parquet_match_the_csv_and_late_transmits_count_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), "0", &[]);
+    let logs = logs_in(dir.path());
+    let graph = dir.path().join("graph.csv");
+    let base = |extra: &[&str]| {
+        let mut args = vec!["aggregate", "--graph", graph.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(logs.iter().map(String::as_str));
+        ok(&args)
+    };
+    let csv = String::from_utf8(base(&[]).stdout).unwrap();
+    let table = dir.path().join("global.parquet");
+    base(&["--format", "parquet", "--out", table.to_str().unwrap()]);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&table).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut lines = vec!["dc_net_id,round,expected,present,resent,status,lane0".to_owned()];
+    for batch in reader {
+        let batch = batch.unwrap();
+        let u32s = |i| batch.column(i).as_primitive::<UInt32Type>().clone();
+        let u64s = |i| batch.column(i).as_primitive::<UInt64Type>().clone();
+        let status = batch.column(5).as_string::<i32>().clone();
+        for row in 0..batch.num_rows() {
+            let lane = u64s(6);
+            lines.push(format!(
+                "{},{},{},{},{},{},{}",
+                u32s(0).value(row),
+                u32s(1).value(row),
+                u64s(2).value(row),
+                u64s(3).value(row),
+                u64s(4).value(row),
+                status.value(row),
+                if lane.is_null(row) {
+                    String::new()
+                } else {
+                    lane.value(row).to_string()
+                }
+            ));
+        }
+    }
+    assert_eq!(lines.join("\n") + "\n", csv);
+
+    // The simulator stamps transmits 1..121 s into their 15-minute round, so a deadline with no
+    // grace accepts them all. With 1-second rounds every round ends in January 1970 and every
+    // transmit is late: all clients are missing and no round has a row (a round without a used
+    // frame has none).
+    let on_time = String::from_utf8(base(&["--deadline-ms", "0"]).stdout).unwrap();
+    assert_eq!(on_time, csv);
+    let shifted = base(&["--deadline-ms", "0", "--epoch", "0", "--period", "15m"]);
+    assert_eq!(String::from_utf8(shifted.stdout).unwrap(), csv);
+    let late = base(&["--deadline-ms", "0", "--period", "1s"]);
+    let stdout = String::from_utf8(late.stdout).unwrap();
+    let stderr = String::from_utf8(late.stderr).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stderr.contains("late"), "{stderr}");
+}

@@ -1,0 +1,921 @@
+//! The columnar aggregation engine: DESIGN §5 over Arrow batches, shared by all worker threads.
+//!
+//! State lives per (net, round) group, never per frame: a present bitmap over the net's roster,
+//! the source (file and byte offset) of the transmit frame kept for each present client, the
+//! running wrapping lane sums of those frames, and the few resend frames by client. Frame
+//! values that a rule needs again later (a duplicate to compare, a transmit replaced by its
+//! resend when the round is settled) are read back from the input logs by their source: the
+//! logs stay mapped for the whole run, and this is rare. So memory is
+//! `groups × roster × 8 bytes` plus the rejects listed, whatever the number of frames.
+//!
+//! Every decision is independent of the order in which frames arrive: presence and resends are
+//! sets, and between two frames for the same (net, round, client, notification) the one kept is
+//! the smaller of (timestamp, lanes, source), exactly what the straightforward
+//! [`Aggregator`](crate::aggregate::Aggregator) keeps when it reads the logs in order. Hence the
+//! results are identical for any thread count, morsel size or interleaving.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use engine::{KeyGraph, MAX_LANES};
+use rayon::prelude::*;
+
+use crate::aggregate::{AggregateOptions, AggregateReport, Nets, RoundResult, RoundStatus};
+use crate::columnar::{FrameBatch, ScanReject};
+use crate::frame::{FRAME_HEADER_LEN, Notification, frame_len};
+use crate::reject::{FrameSource, RejectCounts, RejectReason, Rejected};
+
+const OFFSET_BITS: u32 = 40;
+const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
+/// The most inputs one aggregation takes (a source packs the file index into 24 bits).
+pub const MAX_FILES: usize = 1 << (64 - OFFSET_BITS);
+/// The largest input one aggregation takes, in bytes (a source packs offsets into 40 bits).
+pub const MAX_FILE_BYTES: u64 = 1 << OFFSET_BITS;
+
+/// A frame's position packed into one word: file index in the high 24 bits, byte offset in the
+/// low 40. Ordered like `(file, offset)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Src(u64);
+
+impl Src {
+    fn new(file: u32, offset: u64) -> Self {
+        Self((u64::from(file) << OFFSET_BITS) | (offset & OFFSET_MASK))
+    }
+
+    fn file(self) -> u32 {
+        // The high 24 bits fit a u32.
+        (self.0 >> OFFSET_BITS) as u32
+    }
+
+    fn offset(self) -> u64 {
+        self.0 & OFFSET_MASK
+    }
+
+    fn source(self) -> FrameSource {
+        FrameSource {
+            file: self.file(),
+            offset: self.offset(),
+        }
+    }
+}
+
+/// Finds a client's roster slot: open addressing over a power-of-two table, multiplicative hash.
+/// A hand-written table because it is the one lookup every frame pays for: two arrays of u32
+/// that stay in L1/L2 for a net of a few thousand clients.
+#[derive(Debug)]
+struct RosterIndex {
+    shift: u32,
+    keys: Vec<u32>,
+    slots: Vec<u32>,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl RosterIndex {
+    fn new(clients: &[u32]) -> Self {
+        let capacity = (clients.len() * 2).next_power_of_two().max(8);
+        let bits = capacity.trailing_zeros();
+        let mut index = Self {
+            shift: 64 - bits,
+            keys: vec![0; capacity],
+            slots: vec![EMPTY; capacity],
+        };
+        for (slot, &client) in clients.iter().enumerate() {
+            let mut at = index.home(client);
+            while index.slots[at] != EMPTY {
+                at = (at + 1) & (capacity - 1);
+            }
+            index.keys[at] = client;
+            // Rosters are far smaller than u32::MAX.
+            index.slots[at] = slot as u32;
+        }
+        index
+    }
+
+    #[inline]
+    fn home(&self, client: u32) -> usize {
+        ((u64::from(client).wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn get(&self, client: u32) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(client);
+        loop {
+            let slot = self.slots[at];
+            if slot == EMPTY {
+                return None;
+            }
+            if self.keys[at] == client {
+                return Some(slot as usize);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
+/// A net's roster and key graph by slot (slots are the ascending order of client ids).
+#[derive(Debug)]
+struct NetInfo {
+    clients: Vec<u32>,
+    index: RosterIndex,
+    /// `neighbours[adjacency[s]..adjacency[s + 1]]` are the slots of slot `s`'s neighbours.
+    adjacency: Vec<u32>,
+    neighbours: Vec<u32>,
+}
+
+impl NetInfo {
+    fn new(graph: &KeyGraph) -> Self {
+        let clients = graph.clients().to_vec();
+        let index = RosterIndex::new(&clients);
+        let mut adjacency = Vec::with_capacity(clients.len() + 1);
+        let mut neighbours = Vec::new();
+        adjacency.push(0);
+        for slot in 0..clients.len() {
+            neighbours.extend(
+                graph
+                    .neighbours_at(slot)
+                    .iter()
+                    .filter_map(|&n| index.get(n))
+                    .map(|s| s as u32),
+            );
+            adjacency.push(neighbours.len() as u32);
+        }
+        Self {
+            clients,
+            index,
+            adjacency,
+            neighbours,
+        }
+    }
+
+    fn neighbours(&self, slot: usize) -> &[u32] {
+        &self.neighbours[self.adjacency[slot] as usize..self.adjacency[slot + 1] as usize]
+    }
+}
+
+/// One (net, round) while frames may still come: what DESIGN §5 needs, by roster slot.
+#[derive(Debug, Clone)]
+struct Group {
+    present: Vec<u64>,
+    kept: Vec<Src>,
+    sum: Vec<u64>,
+    resends: HashMap<u32, Src>,
+}
+
+impl Group {
+    fn new(roster: usize, lanes: usize) -> Self {
+        Self {
+            present: vec![0; roster.div_ceil(64)],
+            kept: vec![Src(0); roster],
+            sum: vec![0; lanes],
+            resends: HashMap::new(),
+        }
+    }
+
+    fn is_present(&self, slot: usize) -> bool {
+        self.present[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
+    /// Heap bytes of a group over a roster of `roster` clients.
+    fn footprint(roster: usize) -> u64 {
+        (roster * 8 + roster.div_ceil(64) * 8 + 64) as u64
+    }
+}
+
+/// A settled round: its row, the rejects settling produced and the frames it used.
+type Settled = (RoundResult, Vec<(Src, RejectReason)>, u64);
+
+/// Where a group stands.
+#[derive(Debug)]
+enum State {
+    /// Frames are being added.
+    Open(Group),
+    /// Settled early to free memory (see [`ColumnarAggregator::with_budget`]).
+    Settled(Settled),
+    /// Frames arrived after the group was settled early: it is aggregated again at the end
+    /// from the byte ranges its frames came from.
+    Dirty,
+}
+
+/// A group and what is needed to redo it.
+#[derive(Debug)]
+struct Cell {
+    state: State,
+    /// Per file, the first and last offset of a frame that reached this group.
+    ranges: Vec<(u32, u64, u64)>,
+    /// Duplicates reported while open, withdrawn if the group is aggregated again.
+    reported: u64,
+    reported_srcs: Vec<Src>,
+}
+
+/// The shared handle of a group: its state, and when it was last used (for eviction).
+#[derive(Debug)]
+struct GroupCell {
+    touched: AtomicU64,
+    cell: Mutex<Cell>,
+}
+
+/// Per-worker tallies: reject counts by reason and, when asked for, each rejected frame.
+#[derive(Debug, Default)]
+pub struct Tally {
+    counts: [u64; RejectReason::ALL.len()],
+    rejects: Vec<(Src, RejectReason)>,
+    collect: bool,
+    /// Scratch for one run of rows: (row, slot) of the rows that reach the group.
+    accepted: Vec<(u32, u32)>,
+    /// Scratch for one run of rows: rows whose lanes are added to the group's sums.
+    added: Vec<u32>,
+}
+
+impl Tally {
+    /// A tally that lists each rejected frame when `collect_rejects` is set.
+    pub fn new(collect_rejects: bool) -> Self {
+        Self {
+            collect: collect_rejects,
+            ..Self::default()
+        }
+    }
+
+    #[inline]
+    fn reject(&mut self, src: Src, reason: RejectReason) {
+        self.counts[reason as usize] += 1;
+        if self.collect {
+            self.rejects.push((src, reason));
+        }
+    }
+}
+
+/// The engine's view of the input logs: every input's bytes by file index, so that frames can
+/// be read back by their source.
+pub struct Inputs<'a> {
+    files: Vec<&'a [u8]>,
+}
+
+impl<'a> Inputs<'a> {
+    /// The inputs in file-index order (an unreadable input is an empty slice).
+    pub fn new(files: Vec<&'a [u8]>) -> Self {
+        Self { files }
+    }
+
+    /// The timestamp and lane bytes of the frame at `src`, which was validated when it was read.
+    fn frame(&self, src: Src, frame_len: usize) -> (u64, &'a [u8]) {
+        let bytes = self
+            .files
+            .get(src.file() as usize)
+            .and_then(|file| {
+                let start = usize::try_from(src.offset()).ok()?;
+                file.get(start..start.checked_add(frame_len)?)
+            })
+            .unwrap_or(&[]);
+        if bytes.len() < frame_len {
+            // Only if a mapped log changed under us; compare as the smallest frame.
+            return (0, &[]);
+        }
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&bytes[24..32]);
+        (u64::from_le_bytes(ts), &bytes[FRAME_HEADER_LEN..])
+    }
+}
+
+fn lane_words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes.chunks_exact(8).map(|w| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        u64::from_le_bytes(word)
+    })
+}
+
+/// The wrapping sum of a column: the lane-sum kernel. A plain fold over a slice, which LLVM
+/// turns into vector adds over several accumulators (the `sum kernel` benchmark compares it
+/// with a scalar loop).
+#[inline]
+pub fn column_sum(values: &[u64]) -> u64 {
+    values.iter().fold(0u64, |acc, &v| acc.wrapping_add(v))
+}
+
+/// Lane-wise wrapping sums of rows of `lanes` words: adds every row of `rows` into `acc`.
+pub fn sum_rows(acc: &mut [u64], rows: &[u64]) {
+    let lanes = acc.len();
+    if lanes == 1 {
+        acc[0] = acc[0].wrapping_add(column_sum(rows));
+        return;
+    }
+    for row in rows.chunks_exact(lanes) {
+        for (a, v) in acc.iter_mut().zip(row) {
+            *a = a.wrapping_add(*v);
+        }
+    }
+}
+
+type Shard = Mutex<HashMap<u64, Arc<GroupCell>>>;
+const SHARDS: usize = 64;
+
+/// DESIGN §5 over frame batches from any number of threads at once.
+pub struct ColumnarAggregator<'a> {
+    nets: HashMap<u32, NetInfo>,
+    lanes: usize,
+    frame_len: usize,
+    options: AggregateOptions,
+    inputs: Inputs<'a>,
+    shards: Vec<Shard>,
+    budget: u64,
+    open_bytes: AtomicU64,
+    clock: AtomicU64,
+    evicting: Mutex<()>,
+}
+
+/// Heap bytes of open groups before the oldest are settled early, unless configured otherwise.
+pub const DEFAULT_BUDGET: u64 = 256 << 20;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking worker poisons nothing we rely on: every update keeps the state consistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<'a> ColumnarAggregator<'a> {
+    /// An engine for frames of `lanes` lanes of the nets in `nets`, reading frames back from
+    /// `inputs`.
+    pub fn new(nets: &Nets, lanes: usize, options: AggregateOptions, inputs: Inputs<'a>) -> Self {
+        Self {
+            nets: nets
+                .iter()
+                .map(|(&id, graph)| (id, NetInfo::new(graph)))
+                .collect(),
+            lanes,
+            frame_len: frame_len(lanes),
+            options,
+            inputs,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            budget: DEFAULT_BUDGET,
+            open_bytes: AtomicU64::new(0),
+            clock: AtomicU64::new(0),
+            evicting: Mutex::new(()),
+        }
+    }
+
+    /// Keeps at most about `bytes` of open groups: when more are open, the least recently used
+    /// are settled early. A frame that arrives for such a group later makes it "dirty", and it
+    /// is aggregated again at the end from the byte ranges its frames came from, so results
+    /// never depend on the budget; only the time does, for logs whose rounds are scattered.
+    pub fn with_budget(mut self, bytes: u64) -> Self {
+        self.budget = bytes;
+        self
+    }
+
+    /// Lanes per frame.
+    pub fn lanes(&self) -> usize {
+        self.lanes
+    }
+
+    /// Counts the stretches of input `file` that the reader rejected.
+    pub fn add_scan_rejects(&self, file: u32, rejects: &[ScanReject], tally: &mut Tally) {
+        for &(offset, reason) in rejects {
+            tally.reject(Src::new(file, offset), reason);
+        }
+    }
+
+    fn group(&self, net: u32, round: u32, roster: usize) -> Arc<GroupCell> {
+        let key = (u64::from(net) << 32) | u64::from(round);
+        let shard = &self.shards[(net as usize ^ round as usize) % SHARDS];
+        lock(shard)
+            .entry(key)
+            .or_insert_with(|| {
+                self.open_bytes
+                    .fetch_add(Group::footprint(roster), AtomicOrdering::Relaxed);
+                Arc::new(GroupCell {
+                    touched: AtomicU64::new(0),
+                    cell: Mutex::new(Cell {
+                        state: State::Open(Group::new(roster, self.lanes)),
+                        ranges: Vec::new(),
+                        reported: 0,
+                        reported_srcs: Vec::new(),
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    /// Settles the least recently used open groups while open groups take more than the
+    /// budget. Cheap to call after every morsel: it returns at once while under the budget or
+    /// while another thread is evicting.
+    pub fn evict_if_needed(&self) {
+        if self.open_bytes.load(AtomicOrdering::Relaxed) <= self.budget {
+            return;
+        }
+        let Ok(_evicting) = self.evicting.try_lock() else {
+            return;
+        };
+        let mut cells: Vec<(u64, u64, Arc<GroupCell>)> = Vec::new();
+        for shard in &self.shards {
+            for (&key, cell) in lock(shard).iter() {
+                cells.push((
+                    cell.touched.load(AtomicOrdering::Relaxed),
+                    key,
+                    cell.clone(),
+                ));
+            }
+        }
+        cells.sort_unstable_by_key(|&(touched, key, _)| (touched, key));
+        let target = self.budget / 4 * 3;
+        for (_, key, cell) in cells {
+            if self.open_bytes.load(AtomicOrdering::Relaxed) <= target {
+                break;
+            }
+            let net = (key >> 32) as u32;
+            let Some(info) = self.nets.get(&net) else {
+                continue;
+            };
+            let mut cell = lock(&cell.cell);
+            if let State::Open(group) = std::mem::replace(&mut cell.state, State::Dirty) {
+                cell.state = State::Settled(self.settle(net, key as u32, info, group));
+                self.open_bytes.fetch_sub(
+                    Group::footprint(info.clients.len()),
+                    AtomicOrdering::Relaxed,
+                );
+            }
+        }
+    }
+
+    /// Applies the rules to every frame of `batch`.
+    pub fn add_batch(&self, batch: &FrameBatch, tally: &mut Tally) {
+        let file = batch.file;
+        if batch.lanes() != self.lanes {
+            for &offset in &batch.offsets {
+                tally.reject(Src::new(file, offset), RejectReason::BadLanes);
+            }
+            return;
+        }
+        let (nets, rounds) = (batch.dc_net_id(), batch.round());
+        let rows = batch.len();
+        let mut start = 0;
+        while start < rows {
+            let (net, round) = (nets[start], rounds[start]);
+            let mut end = start + 1;
+            while end < rows && nets[end] == net && rounds[end] == round {
+                end += 1;
+            }
+            self.add_run(batch, start, end, tally);
+            start = end;
+        }
+    }
+
+    /// Rows `start..end` of `batch`, all of one (net, round).
+    fn add_run(&self, batch: &FrameBatch, start: usize, end: usize, tally: &mut Tally) {
+        let file = batch.file;
+        let (net, round) = (batch.dc_net_id()[start], batch.round()[start]);
+        let codes = batch.notification();
+        let transmission = batch.transmission();
+        let clients = batch.client_id();
+        let timestamps = batch.timestamp_ms();
+        let offsets = &batch.offsets;
+        let info = self.nets.get(&net);
+        let deadline = self.options.round_deadline(round);
+        let mut accepted = std::mem::take(&mut tally.accepted);
+        accepted.clear();
+        for row in start..end {
+            let src = Src::new(file, offsets[row]);
+            let code = codes[row];
+            let is_transmit = code == Notification::Transmit as u8;
+            if !is_transmit && code != Notification::Resend as u8 {
+                tally.reject(src, RejectReason::ControlFrame);
+                continue;
+            }
+            if is_transmit && !transmission.value(row) {
+                tally.reject(src, RejectReason::NoTransmissionBit);
+                continue;
+            }
+            let Some(info) = info else {
+                tally.reject(src, RejectReason::UnknownNet);
+                continue;
+            };
+            let Some(slot) = info.index.get(clients[row]) else {
+                tally.reject(src, RejectReason::UnknownClient);
+                continue;
+            };
+            if is_transmit && deadline.is_some_and(|d| timestamps[row] > d) {
+                tally.reject(src, RejectReason::Late);
+                continue;
+            }
+            accepted.push((row as u32, slot as u32));
+        }
+        if let (Some(info), false) = (info, accepted.is_empty()) {
+            let handle = self.group(net, round, info.clients.len());
+            handle.touched.store(
+                self.clock.fetch_add(1, AtomicOrdering::Relaxed),
+                AtomicOrdering::Relaxed,
+            );
+            let mut cell = lock(&handle.cell);
+            let cell = &mut *cell;
+            let (first, last) = accepted.iter().fold((u64::MAX, 0), |(lo, hi), &(row, _)| {
+                let offset = batch.offsets[row as usize];
+                (lo.min(offset), hi.max(offset))
+            });
+            match cell.ranges.iter_mut().find(|(f, _, _)| *f == file) {
+                Some((_, lo, hi)) => {
+                    *lo = (*lo).min(first);
+                    *hi = (*hi).max(last);
+                }
+                None => cell.ranges.push((file, first, last)),
+            }
+            match &mut cell.state {
+                State::Open(group) => {
+                    let before = tally.counts[RejectReason::Duplicate as usize];
+                    let listed = tally.rejects.len();
+                    self.apply(group, batch, start..end, &accepted, tally);
+                    cell.reported += tally.counts[RejectReason::Duplicate as usize] - before;
+                    if tally.collect {
+                        cell.reported_srcs
+                            .extend(tally.rejects[listed..].iter().map(|&(src, _)| src));
+                    }
+                }
+                state => *state = State::Dirty,
+            }
+        }
+        tally.accepted = accepted;
+    }
+
+    fn apply(
+        &self,
+        group: &mut Group,
+        batch: &FrameBatch,
+        run: std::ops::Range<usize>,
+        accepted: &[(u32, u32)],
+        tally: &mut Tally,
+    ) {
+        let file = batch.file;
+        let codes = batch.notification();
+        let timestamps = batch.timestamp_ms();
+        let mut lanes: [&[u64]; MAX_LANES] = [&[]; MAX_LANES];
+        for (l, column) in lanes.iter_mut().enumerate().take(self.lanes) {
+            *column = batch.lane(l);
+        }
+        let lanes = &lanes[..self.lanes];
+        // While every row so far is a new transmit, the run's lanes are summed at the end in
+        // one vectorised pass per column; the first exception switches to row-by-row sums.
+        let mut bulk = accepted.len() == run.len();
+        let mut added = std::mem::take(&mut tally.added);
+        added.clear();
+        let demote = |bulk: &mut bool, added: &mut Vec<u32>, upto: usize| {
+            if std::mem::take(bulk) {
+                added.extend(accepted[..upto].iter().map(|&(r, _)| r));
+            }
+        };
+        for (k, &(row, slot)) in accepted.iter().enumerate() {
+            let (row, slot) = (row as usize, slot as usize);
+            let src = Src::new(file, batch.offsets[row]);
+            let ts = timestamps[row];
+            if codes[row] == Notification::Resend as u8 {
+                demote(&mut bulk, &mut added, k);
+                match group.resends.get(&(slot as u32)).copied() {
+                    None => {
+                        group.resends.insert(slot as u32, src);
+                    }
+                    Some(old) => {
+                        if self.row_beats(ts, lanes, row, src, old) {
+                            group.resends.insert(slot as u32, src);
+                            tally.reject(old, RejectReason::Duplicate);
+                        } else {
+                            tally.reject(src, RejectReason::Duplicate);
+                        }
+                    }
+                }
+                continue;
+            }
+            let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+            if group.present[word] & bit == 0 {
+                group.present[word] |= bit;
+                group.kept[slot] = src;
+                if !bulk {
+                    added.push(row as u32);
+                }
+                continue;
+            }
+            demote(&mut bulk, &mut added, k);
+            let old = group.kept[slot];
+            if self.row_beats(ts, lanes, row, src, old) {
+                let (_, old_lanes) = self.inputs.frame(old, self.frame_len);
+                for ((s, old), column) in group.sum.iter_mut().zip(lane_words(old_lanes)).zip(lanes)
+                {
+                    *s = s.wrapping_sub(old).wrapping_add(column[row]);
+                }
+                group.kept[slot] = src;
+                tally.reject(old, RejectReason::Duplicate);
+            } else {
+                tally.reject(src, RejectReason::Duplicate);
+            }
+        }
+        if bulk {
+            for (s, column) in group.sum.iter_mut().zip(lanes) {
+                *s = s.wrapping_add(column_sum(&column[run.clone()]));
+            }
+        } else {
+            for &row in &added {
+                for (s, column) in group.sum.iter_mut().zip(lanes) {
+                    *s = s.wrapping_add(column[row as usize]);
+                }
+            }
+        }
+        tally.added = added;
+    }
+
+    /// Whether row `row` (timestamp `ts`, at `src`) is kept over the frame at `old`: the smaller
+    /// of (timestamp, lanes, source) wins.
+    fn row_beats(&self, ts: u64, lanes: &[&[u64]], row: usize, src: Src, old: Src) -> bool {
+        let (old_ts, old_lanes) = self.inputs.frame(old, self.frame_len);
+        let order = ts
+            .cmp(&old_ts)
+            .then_with(|| lanes.iter().map(|c| c[row]).cmp(lane_words(old_lanes)))
+            .then_with(|| src.cmp(&old));
+        order == Ordering::Less
+    }
+
+    /// Settles every group and merges the workers' tallies into the report.
+    pub fn finish(self, tallies: Vec<Tally>) -> AggregateReport {
+        let mut cells: Vec<(u64, Cell)> = Vec::new();
+        for shard in &self.shards {
+            for (key, handle) in lock(shard).drain() {
+                let cell = match Arc::try_unwrap(handle) {
+                    Ok(handle) => handle
+                        .cell
+                        .into_inner()
+                        .unwrap_or_else(PoisonError::into_inner),
+                    // Workers are done, so no other handle exists; take the state regardless.
+                    Err(shared) => {
+                        let mut cell = lock(&shared.cell);
+                        Cell {
+                            state: std::mem::replace(&mut cell.state, State::Dirty),
+                            ranges: std::mem::take(&mut cell.ranges),
+                            reported: cell.reported,
+                            reported_srcs: std::mem::take(&mut cell.reported_srcs),
+                        }
+                    }
+                };
+                cells.push((key, cell));
+            }
+        }
+        cells.sort_unstable_by_key(|(key, _)| *key);
+        let collect = tallies.iter().any(|t| t.collect);
+        let mut withdrawn: u64 = 0;
+        let mut withdrawn_srcs: Vec<Src> = Vec::new();
+        let settled: Vec<Settled> = cells
+            .into_iter()
+            .filter_map(|(key, cell)| {
+                let net = (key >> 32) as u32;
+                self.nets.get(&net).map(|info| (key, net, info, cell))
+            })
+            .map(|(key, net, info, cell)| {
+                if matches!(cell.state, State::Dirty) {
+                    withdrawn += cell.reported;
+                    withdrawn_srcs.extend(&cell.reported_srcs);
+                }
+                (key, net, info, cell)
+            })
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|(key, net, info, cell)| match cell.state {
+                State::Open(group) => self.settle(net, key as u32, info, group),
+                State::Settled(settled) => settled,
+                State::Dirty => self.redo(net, key as u32, info, &cell.ranges, collect),
+            })
+            .collect();
+        let mut report = AggregateReport::default();
+        let mut counts = [0u64; RejectReason::ALL.len()];
+        let mut rejects: Vec<(Src, RejectReason)> = Vec::new();
+        for tally in tallies {
+            for (c, n) in counts.iter_mut().zip(tally.counts) {
+                *c += n;
+            }
+            rejects.extend(tally.rejects);
+        }
+        counts[RejectReason::Duplicate as usize] -= withdrawn;
+        if !withdrawn_srcs.is_empty() {
+            let withdrawn: std::collections::HashSet<Src> = withdrawn_srcs.into_iter().collect();
+            rejects.retain(|(src, reason)| {
+                *reason != RejectReason::Duplicate || !withdrawn.contains(src)
+            });
+        }
+        for (row, group_rejects, kept) in settled {
+            report.frames_kept += kept;
+            for &(_, reason) in &group_rejects {
+                counts[reason as usize] += 1;
+            }
+            if collect {
+                rejects.extend(group_rejects);
+            }
+            report.rounds.push(row);
+        }
+        let mut tallied = RejectCounts::default();
+        for (reason, n) in RejectReason::ALL.into_iter().zip(counts) {
+            tallied.add_n(reason, n);
+        }
+        report.counts = tallied;
+        rejects.sort_unstable();
+        report.rejects = rejects
+            .into_iter()
+            .map(|(src, reason)| Rejected {
+                source: src.source(),
+                reason,
+            })
+            .collect();
+        report
+    }
+
+    /// Aggregates a dirty group again from scratch: reads back every frame in its byte
+    /// ranges, keeps those of this (net, round) that pass the per-frame rules, and settles.
+    /// Per-frame rejects were counted the first time; only duplicates are reported again.
+    fn redo(
+        &self,
+        net: u32,
+        round: u32,
+        info: &NetInfo,
+        ranges: &[(u32, u64, u64)],
+        collect: bool,
+    ) -> Settled {
+        let mut group = Group::new(info.clients.len(), self.lanes);
+        let mut tally = Tally::new(collect);
+        let deadline = self.options.round_deadline(round);
+        for &(file, first, last) in ranges {
+            let Some(&bytes) = self.inputs.files.get(file as usize) else {
+                continue;
+            };
+            let Ok(header) = crate::log::LogHeader::parse(bytes) else {
+                continue;
+            };
+            let mut columns = crate::columnar::FrameColumns::new(usize::from(header.lanes), 64);
+            let mut scan_rejects = Vec::new();
+            let (Ok(first), Ok(last)) = (usize::try_from(first), usize::try_from(last)) else {
+                continue;
+            };
+            crate::columnar::read_morsel(
+                bytes,
+                header,
+                first,
+                last + 1,
+                &mut columns,
+                &mut scan_rejects,
+            );
+            let Ok(batch) = columns.finish(file) else {
+                continue;
+            };
+            if batch.lanes() != self.lanes {
+                continue;
+            }
+            let codes = batch.notification();
+            let transmission = batch.transmission();
+            let mut accepted = Vec::new();
+            let timestamps = batch.timestamp_ms();
+            let rows = batch
+                .dc_net_id()
+                .iter()
+                .zip(batch.round())
+                .zip(batch.client_id())
+                .enumerate();
+            for (row, ((&frame_net, &frame_round), &client)) in rows {
+                if frame_net != net || frame_round != round {
+                    continue;
+                }
+                // The per-frame rules of `add_run`, without counting: those rejects were
+                // counted when the frames were first read.
+                let usable = match codes[row] {
+                    code if code == Notification::Transmit as u8 => {
+                        transmission.value(row) && deadline.is_none_or(|d| timestamps[row] <= d)
+                    }
+                    code => code == Notification::Resend as u8,
+                };
+                if !usable {
+                    continue;
+                }
+                if let Some(slot) = info.index.get(client) {
+                    accepted.push((row as u32, slot as u32));
+                }
+            }
+            self.apply(&mut group, &batch, 0..0, &accepted, &mut tally);
+        }
+        let (row, mut rejects, kept) = self.settle(net, round, info, group);
+        let duplicates = tally.counts[RejectReason::Duplicate as usize];
+        if collect {
+            rejects.extend(tally.rejects);
+        } else {
+            rejects.extend((0..duplicates).map(|_| (Src(0), RejectReason::Duplicate)));
+        }
+        (row, rejects, kept)
+    }
+
+    fn settle(
+        &self,
+        net: u32,
+        round: u32,
+        info: &NetInfo,
+        group: Group,
+    ) -> (RoundResult, Vec<(Src, RejectReason)>, u64) {
+        let roster = info.clients.len();
+        let mut rejects = Vec::new();
+        // Word by word over the present bitmap: settling costs O(roster / 64) plus the missing
+        // clients' neighbourhoods, not O(roster) lookups.
+        let valid = |word: usize| {
+            let bits = roster - 64 * word;
+            if bits >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            }
+        };
+        let present = group
+            .present
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum::<usize>();
+        let mut needs_bits = vec![0u64; group.present.len()];
+        for (word, &bits) in group.present.iter().enumerate() {
+            let mut missing = !bits & valid(word);
+            while missing != 0 {
+                let slot = 64 * word + missing.trailing_zeros() as usize;
+                missing &= missing - 1;
+                for &n in info.neighbours(slot) {
+                    let n = n as usize;
+                    needs_bits[n / 64] |= group.present[n / 64] & (1 << (n % 64));
+                }
+            }
+        }
+        let needs = |slot: usize| needs_bits[slot / 64] & (1 << (slot % 64)) != 0;
+        let mut resent = 0;
+        let mut resends: Vec<(u32, Src)> = group.resends.iter().map(|(&s, &r)| (s, r)).collect();
+        resends.sort_unstable();
+        for &(slot, src) in &resends {
+            let slot = slot as usize;
+            if needs(slot) {
+                resent += 1;
+            } else if group.is_present(slot) {
+                rejects.push((src, RejectReason::ResendWithoutMissingNeighbour));
+            } else {
+                rejects.push((src, RejectReason::ResendWithoutTransmit));
+            }
+        }
+        let needy: Vec<usize> = needs_bits
+            .iter()
+            .enumerate()
+            .flat_map(|(word, &bits)| {
+                let mut bits = bits;
+                std::iter::from_fn(move || {
+                    (bits != 0).then(|| {
+                        let slot = 64 * word + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        slot
+                    })
+                })
+            })
+            .collect();
+        let exposed = needy
+            .iter()
+            .filter(|&&s| {
+                let live = info
+                    .neighbours(s)
+                    .iter()
+                    .filter(|&&n| group.is_present(n as usize))
+                    .count();
+                live < self.options.min_live_neighbours
+            })
+            .map(|&s| info.clients[s])
+            .collect();
+        let status = if present < self.options.min_participants {
+            RoundStatus::Withheld
+        } else if needy
+            .iter()
+            .any(|&s| !group.resends.contains_key(&(s as u32)))
+        {
+            RoundStatus::Unrecoverable
+        } else {
+            RoundStatus::Ok
+        };
+        let sum = (status == RoundStatus::Ok).then(|| {
+            let mut sum = group.sum.clone();
+            for &slot in &needy {
+                let (_, transmit) = self.inputs.frame(group.kept[slot], self.frame_len);
+                let resend = group.resends.get(&(slot as u32)).copied().unwrap_or(Src(0));
+                let (_, resend) = self.inputs.frame(resend, self.frame_len);
+                for ((s, t), r) in sum
+                    .iter_mut()
+                    .zip(lane_words(transmit))
+                    .zip(lane_words(resend))
+                {
+                    *s = s.wrapping_sub(t).wrapping_add(r);
+                }
+            }
+            sum
+        });
+        let row = RoundResult {
+            dc_net_id: net,
+            round,
+            expected: roster,
+            present,
+            resent,
+            status,
+            sum,
+            exposed,
+        };
+        (row, rejects, (present + resent) as u64)
+    }
+}

@@ -1,0 +1,332 @@
+//! Round logs to results on every core: files are cut into morsels, a producer thread feeds
+//! them through a bounded crossbeam channel in file order, and rayon workers read each morsel
+//! into an Arrow batch and aggregate it at once, while it is still in cache.
+//!
+//! A morsel is cut at a frame boundary of an undamaged log (64 + k·frame length) and read as if
+//! a frame ended there. Damage can shift the true frame boundaries (the reader resynchronises
+//! byte by byte), so a morsel is only aggregated once the morsel before it, in the same file,
+//! is known to have stopped exactly where this one started; otherwise it is read again from the
+//! true position. This check happens under a per-file lock and costs a comparison for an
+//! undamaged log; workers never wait for each other.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use crate::aggregate::{AggregateOptions, Nets};
+use crate::batch::{BatchError, BatchOutcome, OpenedInputs, open_inputs};
+use crate::columnar::{DEFAULT_MORSEL_FRAMES, FrameBatch, FrameColumns, ScanReject, read_morsel};
+use crate::fast::{ColumnarAggregator, Inputs, MAX_FILE_BYTES, MAX_FILES, Tally};
+use crate::log::{LOG_HEADER_LEN, LogHeader};
+
+/// How the work is spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineOptions {
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Frames per morsel (at least 1).
+    pub morsel_frames: usize,
+    /// List every rejected frame in the report (counts are always kept).
+    pub collect_rejects: bool,
+    /// Heap bytes of open (net, round) groups before the least recently used are settled early.
+    pub group_budget: u64,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            morsel_frames: DEFAULT_MORSEL_FRAMES,
+            collect_rejects: true,
+            group_budget: crate::fast::DEFAULT_BUDGET,
+        }
+    }
+}
+
+/// Progress counters, updated by the workers as morsels are done; read them from any thread.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes of all inputs.
+    pub bytes_total: AtomicU64,
+    /// Bytes read so far.
+    pub bytes_done: AtomicU64,
+    /// Frames and rejected stretches read so far.
+    pub records_done: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    file: usize,
+    morsel: usize,
+    start: usize,
+    end: usize,
+}
+
+struct Morsel {
+    start: usize,
+    end: usize,
+    stop: usize,
+    batch: FrameBatch,
+    rejects: Vec<ScanReject>,
+}
+
+#[derive(Default)]
+struct Commit {
+    next: usize,
+    last_stop: usize,
+    parked: BTreeMap<usize, Morsel>,
+}
+
+struct Worker {
+    columns: Vec<FrameColumns>,
+    tally: Tally,
+    rejects: Vec<ScanReject>,
+}
+
+impl Worker {
+    fn columns(&mut self, lanes: usize, capacity: usize) -> &mut FrameColumns {
+        if let Some(at) = self.columns.iter().position(|c| c.lanes() == lanes) {
+            return &mut self.columns[at];
+        }
+        self.columns.push(FrameColumns::new(lanes, capacity));
+        let last = self.columns.len() - 1;
+        &mut self.columns[last]
+    }
+}
+
+fn read(
+    bytes: &[u8],
+    header: LogHeader,
+    file: usize,
+    start: usize,
+    end: usize,
+    columns: &mut FrameColumns,
+    mut rejects: Vec<ScanReject>,
+) -> Morsel {
+    rejects.clear();
+    let stop = read_morsel(bytes, header, start, end, columns, &mut rejects);
+    // The file index was checked against MAX_FILES.
+    let batch = columns.finish(file as u32);
+    Morsel {
+        start,
+        end,
+        stop,
+        // Building a batch from columns of the schema's own types cannot fail; should it ever,
+        // the frames are counted as unreadable rather than lost silently.
+        batch: batch.unwrap_or_else(|_| empty_batch(file, columns)),
+        rejects,
+    }
+}
+
+fn empty_batch(file: usize, columns: &mut FrameColumns) -> FrameBatch {
+    let mut fresh = FrameColumns::new(columns.lanes(), 0);
+    fresh
+        .finish(file as u32)
+        .unwrap_or_else(|_| unreachable!("an empty batch of the frame schema is valid"))
+}
+
+/// Aggregates the round logs at `paths` (`-` is standard input) with the columnar engine.
+///
+/// Same contract and same results as [`aggregate_files`](crate::batch::aggregate_files), for
+/// any thread count and morsel size.
+pub fn aggregate_files_columnar(
+    paths: &[PathBuf],
+    nets: &Nets,
+    options: AggregateOptions,
+    pipeline: PipelineOptions,
+    progress: &Progress,
+) -> Result<BatchOutcome, BatchError> {
+    let OpenedInputs {
+        mut files,
+        opened,
+        lanes,
+    } = open_inputs(paths)?;
+    if paths.len() > MAX_FILES {
+        return Err(BatchError::TooMany { max: MAX_FILES });
+    }
+    let mut logs: Vec<Option<(&[u8], LogHeader)>> = vec![None; paths.len()];
+    for (index, bytes) in &opened {
+        if bytes.len() as u64 >= MAX_FILE_BYTES {
+            files[*index].error = Some(format!(
+                "{}: larger than {} bytes, the most one input may hold",
+                files[*index].path.display(),
+                MAX_FILE_BYTES
+            ));
+            continue;
+        }
+        if let Some(header) = files[*index].header {
+            logs[*index] = Some((bytes, header));
+        }
+    }
+    let total: u64 = logs.iter().flatten().map(|(b, _)| b.len() as u64).sum();
+    progress.bytes_total.store(total, Ordering::Relaxed);
+    let inputs = Inputs::new(
+        logs.iter()
+            .map(|log| log.map_or(&[][..], |(bytes, _)| bytes))
+            .collect(),
+    );
+    let aggregator =
+        ColumnarAggregator::new(nets, lanes, options, inputs).with_budget(pipeline.group_budget);
+    let threads = if pipeline.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        pipeline.threads
+    };
+    let morsel_frames = pipeline.morsel_frames.max(1);
+    let commits: Vec<Mutex<Commit>> = logs
+        .iter()
+        .map(|_| {
+            Mutex::new(Commit {
+                last_stop: LOG_HEADER_LEN,
+                ..Commit::default()
+            })
+        })
+        .collect();
+    let records: Vec<AtomicU64> = logs.iter().map(|_| AtomicU64::new(0)).collect();
+    let tallies = Mutex::new(Vec::with_capacity(threads));
+    let ready_queue: Mutex<VecDeque<(usize, Morsel)>> = Mutex::new(VecDeque::new());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| BatchError::Threads(e.to_string()))?;
+    let (sender, receiver) = crossbeam::channel::bounded::<Task>(threads * 4);
+    std::thread::scope(|scope| {
+        let logs = &logs;
+        scope.spawn(move || {
+            for (file, log) in logs.iter().enumerate() {
+                let Some((bytes, header)) = log else { continue };
+                let step = morsel_frames * header.frame_len();
+                let mut start = LOG_HEADER_LEN;
+                let mut morsel = 0;
+                while start < bytes.len() {
+                    let end = start.saturating_add(step).min(bytes.len());
+                    if sender
+                        .send(Task {
+                            file,
+                            morsel,
+                            start,
+                            end,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                    start = end;
+                    morsel += 1;
+                }
+            }
+        });
+        pool.scope(|rayon_scope| {
+            for _ in 0..threads {
+                let receiver = receiver.clone();
+                let (aggregator, commits, records, tallies, ready_queue) =
+                    (&aggregator, &commits, &records, &tallies, &ready_queue);
+                rayon_scope.spawn(move |_| {
+                    let mut worker = Worker {
+                        columns: Vec::new(),
+                        tally: Tally::new(pipeline.collect_rejects),
+                        rejects: Vec::new(),
+                    };
+                    let aggregate = |worker: &mut Worker, file: usize, morsel: Morsel| {
+                        let index = file as u32;
+                        aggregator.add_scan_rejects(index, &morsel.rejects, &mut worker.tally);
+                        aggregator.add_batch(&morsel.batch, &mut worker.tally);
+                        let n = (morsel.batch.len() + morsel.rejects.len()) as u64;
+                        records[file].fetch_add(n, Ordering::Relaxed);
+                        progress.records_done.fetch_add(n, Ordering::Relaxed);
+                        progress
+                            .bytes_done
+                            .fetch_add((morsel.stop - morsel.start) as u64, Ordering::Relaxed);
+                        worker
+                            .columns(morsel.batch.lanes(), morsel_frames)
+                            .recycle(morsel.batch);
+                        worker.rejects = morsel.rejects;
+                        aggregator.evict_if_needed();
+                    };
+                    let pop_ready = || {
+                        ready_queue
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .pop_front()
+                    };
+                    loop {
+                        // Committed morsels of other workers first, so that aggregation is
+                        // shared rather than left to whoever committed them.
+                        if let Some((file, morsel)) = pop_ready() {
+                            aggregate(&mut worker, file, morsel);
+                            continue;
+                        }
+                        let Ok(task) = receiver.recv() else { break };
+                        let Some((bytes, header)) = logs[task.file] else {
+                            continue;
+                        };
+                        let lanes = usize::from(header.lanes);
+                        let rejects = std::mem::take(&mut worker.rejects);
+                        let columns = worker.columns(lanes, morsel_frames);
+                        let morsel = read(
+                            bytes, header, task.file, task.start, task.end, columns, rejects,
+                        );
+                        let mut own = None;
+                        {
+                            let mut commit = commits[task.file]
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner);
+                            commit.parked.insert(task.morsel, morsel);
+                            let commit = &mut *commit;
+                            while let Some(mut next) = commit.parked.remove(&commit.next) {
+                                if next.start != commit.last_stop {
+                                    // The previous morsel ran past this one's cut: read again
+                                    // from where it really stopped.
+                                    let mut fresh = FrameColumns::new(lanes, 0);
+                                    next = read(
+                                        bytes,
+                                        header,
+                                        task.file,
+                                        commit.last_stop.max(next.start),
+                                        next.end,
+                                        &mut fresh,
+                                        next.rejects,
+                                    );
+                                }
+                                commit.last_stop = next.stop;
+                                if commit.next == task.morsel {
+                                    // Our own morsel: aggregate it here while it is in cache.
+                                    own = Some(next);
+                                } else {
+                                    ready_queue
+                                        .lock()
+                                        .unwrap_or_else(PoisonError::into_inner)
+                                        .push_back((task.file, next));
+                                }
+                                commit.next += 1;
+                            }
+                        }
+                        if let Some(morsel) = own {
+                            aggregate(&mut worker, task.file, morsel);
+                        }
+                    }
+                    // The queue may have been filled by this worker's last commit.
+                    while let Some((file, morsel)) = pop_ready() {
+                        aggregate(&mut worker, file, morsel);
+                    }
+                    tallies
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(worker.tally);
+                });
+            }
+            drop(receiver);
+        });
+    });
+    for (file, count) in files.iter_mut().zip(&records) {
+        file.records = count.load(Ordering::Relaxed);
+    }
+    let tallies = tallies.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let report = pool.install(|| aggregator.finish(tallies));
+    Ok(BatchOutcome {
+        lanes,
+        report,
+        files,
+    })
+}

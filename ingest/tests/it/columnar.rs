@@ -1,0 +1,403 @@
+//! The columnar pipeline against the straightforward aggregator: identical rounds, reject
+//! counts and reject positions on logs with dropouts, duplicates, late and stray frames and
+//! random byte damage, for any thread count, morsel size and file order.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use engine::KeyGraph;
+use ingest::batch::{BatchOutcome, aggregate_files};
+use ingest::pipeline::{PipelineOptions, Progress, aggregate_files_columnar};
+use ingest::{AggregateOptions, Frame, LogWriter, Nets, Notification, RejectReason};
+use proptest::prelude::*;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const PERIOD: u64 = 1000;
+const GRACE: u64 = 200;
+
+fn options(deadline: bool) -> AggregateOptions {
+    AggregateOptions {
+        epoch_ms: 5_000,
+        period_ms: PERIOD,
+        deadline_ms: deadline.then_some(GRACE),
+        ..AggregateOptions::default()
+    }
+}
+
+/// A random population and its frames: transmits of present clients, resends of their
+/// neighbours, and every kind of frame the rules reject. Lanes carry random values: both engines
+/// must add the same frames, whatever they hold.
+fn population(seed: u64, lanes: usize) -> (Nets, Vec<Frame>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut nets = Nets::new();
+    let mut frames = Vec::new();
+    for net in 1..=rng.gen_range(1..=3u32) {
+        let n = rng.gen_range(5..=14usize);
+        let clients: Vec<u32> = (0..n as u32).map(|i| 10 * i + net).collect();
+        let graph = KeyGraph::random(net, &clients, 3, &mut rng).unwrap();
+        for round in 0..rng.gen_range(1..=4u32) {
+            let start = 5_000 + u64::from(round) * PERIOD;
+            let missing: Vec<bool> = clients.iter().map(|_| rng.gen_bool(0.15)).collect();
+            let frame = |rng: &mut ChaCha8Rng, notification, client, ts| Frame {
+                notification,
+                transmission: true,
+                dc_net_id: net,
+                client_id: client,
+                round,
+                timestamp_ms: ts,
+                lanes: (0..lanes)
+                    .map(|_| rng.r#gen::<u64>() >> rng.gen_range(0..64))
+                    .collect(),
+            };
+            for (i, &client) in clients.iter().enumerate() {
+                if missing[i] {
+                    // Sometimes a missing client's transmit arrives late.
+                    if rng.gen_bool(0.3) {
+                        let ts = start + PERIOD + GRACE + rng.gen_range(1..500);
+                        frames.push(frame(&mut rng, Notification::Transmit, client, ts));
+                    }
+                    continue;
+                }
+                let ts = start + rng.gen_range(0..PERIOD + GRACE);
+                frames.push(frame(&mut rng, Notification::Transmit, client, ts));
+                let needs = graph
+                    .neighbours(client)
+                    .unwrap()
+                    .iter()
+                    .any(|n| missing[graph.index_of(*n).unwrap()]);
+                if (needs && rng.gen_bool(0.9)) || rng.gen_bool(0.05) {
+                    let ts = start + PERIOD + rng.gen_range(0..3 * PERIOD);
+                    frames.push(frame(&mut rng, Notification::Resend, client, ts));
+                }
+            }
+        }
+        nets.insert(net, graph);
+    }
+    // Duplicates: exact copies, and copies with another timestamp or other data.
+    for _ in 0..rng.gen_range(0..6) {
+        if let Some(original) = frames.choose(&mut rng).cloned() {
+            let mut copy = original.clone();
+            match rng.gen_range(0..3) {
+                0 => {}
+                1 => copy.timestamp_ms = copy.timestamp_ms.wrapping_add(rng.gen_range(0..3)),
+                _ => copy.lanes[0] = copy.lanes[0].wrapping_add(rng.gen_range(0..2)),
+            }
+            frames.push(copy);
+        }
+    }
+    // Frames the rules reject one by one.
+    let template = frames.first().cloned().unwrap_or(Frame {
+        notification: Notification::Transmit,
+        transmission: true,
+        dc_net_id: 1,
+        client_id: 1,
+        round: 0,
+        timestamp_ms: 5_000,
+        lanes: vec![0; lanes],
+    });
+    for _ in 0..rng.gen_range(0..5) {
+        let mut odd = template.clone();
+        match rng.gen_range(0..4) {
+            0 => odd.notification = Notification::ALL[rng.gen_range(0..3)],
+            1 => odd.transmission = false,
+            2 => odd.dc_net_id = 99,
+            _ => odd.client_id = 7_777,
+        }
+        frames.push(odd);
+    }
+    frames.shuffle(&mut rng);
+    (nets, frames)
+}
+
+fn encode(frames: &[Frame], lanes: usize) -> Vec<u8> {
+    let mut writer = LogWriter::new(Vec::new(), lanes as u8, 0).unwrap();
+    for frame in frames {
+        writer.write_frame(frame).unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+/// Damage: bit flips, inserted garbage, a cut-off tail, a frame of another lane count.
+fn damage(bytes: &mut Vec<u8>, rng: &mut ChaCha8Rng, lanes: usize) {
+    if bytes.len() <= 64 {
+        return;
+    }
+    for _ in 0..rng.gen_range(0..4) {
+        let at = rng.gen_range(64..bytes.len());
+        bytes[at] ^= 1 << rng.gen_range(0..8);
+    }
+    if rng.gen_bool(0.3) {
+        let at = rng.gen_range(64..=bytes.len());
+        let garbage: Vec<u8> = (0..rng.gen_range(1..60)).map(|_| rng.r#gen()).collect();
+        bytes.splice(at..at, garbage);
+    }
+    if rng.gen_bool(0.2) {
+        let mut other = Frame {
+            notification: Notification::Transmit,
+            transmission: true,
+            dc_net_id: 1,
+            client_id: 1,
+            round: 0,
+            timestamp_ms: 5_000,
+            lanes: vec![1; lanes + 1],
+        };
+        other.lanes.truncate(lanes % 32 + 1);
+        let at =
+            64 + (32 + 8 * lanes) * rng.gen_range(0..(bytes.len() - 64) / (32 + 8 * lanes) + 1);
+        let at = at.min(bytes.len());
+        bytes.splice(at..at, other.to_bytes().unwrap());
+    }
+    if rng.gen_bool(0.2) {
+        let cut = rng.gen_range(1..40).min(bytes.len() - 64);
+        bytes.truncate(bytes.len() - cut);
+    }
+}
+
+struct Case {
+    _dir: tempfile::TempDir,
+    nets: Nets,
+    paths: Vec<PathBuf>,
+}
+
+fn case(seed: u64, lanes: usize, files: usize, damaged: bool) -> Case {
+    let (nets, frames) = population(seed, lanes);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xDA3A6E);
+    let dir = tempfile::tempdir().unwrap();
+    let mut parts: Vec<Vec<Frame>> = vec![Vec::new(); files];
+    for frame in frames {
+        parts[rng.gen_range(0..files)].push(frame);
+    }
+    let paths = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let mut bytes = encode(part, lanes);
+            if damaged {
+                damage(&mut bytes, &mut rng, lanes);
+            }
+            let path = dir.path().join(format!("part-{i}.dclog"));
+            std::fs::write(&path, bytes).unwrap();
+            path
+        })
+        .collect();
+    Case {
+        _dir: dir,
+        nets,
+        paths,
+    }
+}
+
+fn columnar(
+    case: &Case,
+    paths: &[PathBuf],
+    options: AggregateOptions,
+    threads: usize,
+    morsel_frames: usize,
+    group_budget: u64,
+) -> BatchOutcome {
+    aggregate_files_columnar(
+        paths,
+        &case.nets,
+        options,
+        PipelineOptions {
+            threads,
+            morsel_frames,
+            collect_rejects: true,
+            group_budget,
+        },
+        &Progress::default(),
+    )
+    .unwrap()
+}
+
+fn assert_same(reference: &BatchOutcome, columnar: &BatchOutcome) {
+    assert_eq!(columnar.lanes, reference.lanes);
+    assert_eq!(columnar.report.rounds, reference.report.rounds);
+    assert_eq!(columnar.report.counts, reference.report.counts);
+    assert_eq!(columnar.report.rejects, reference.report.rejects);
+    assert_eq!(columnar.report.frames_kept, reference.report.frames_kept);
+    let records = |o: &BatchOutcome| o.files.iter().map(|f| f.records).collect::<Vec<_>>();
+    assert_eq!(records(columnar), records(reference));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn columnar_equals_straightforward_on_damaged_logs(
+        seed: u64,
+        lanes in 1usize..=3,
+        files in 1usize..=3,
+        threads in 1usize..=3,
+        morsel_frames in 1usize..=9,
+        deadline: bool,
+        // 0 settles every group after each morsel, so frames of one round spread over several
+        // morsels or files make it dirty and it is aggregated again from its byte ranges.
+        group_budget in prop_oneof![Just(0u64), 0u64..2000, Just(u64::MAX)],
+    ) {
+        let case = case(seed, lanes, files, true);
+        let options = options(deadline);
+        let reference = aggregate_files(&case.paths, &case.nets, options).unwrap();
+        let got = columnar(&case, &case.paths, options, threads, morsel_frames, group_budget);
+        assert_same(&reference, &got);
+    }
+
+    #[test]
+    fn results_do_not_depend_on_file_order_or_threads(
+        seed: u64,
+        files in 2usize..=4,
+        deadline: bool,
+    ) {
+        let case = case(seed, 1, files, false);
+        let options = options(deadline);
+        let one = columnar(&case, &case.paths, options, 1, 4096, u64::MAX);
+        let mut reversed = case.paths.clone();
+        reversed.reverse();
+        let other = columnar(&case, &reversed, options, 3, 2, 0);
+        prop_assert_eq!(&one.report.rounds, &other.report.rounds);
+        prop_assert_eq!(&one.report.counts, &other.report.counts);
+        prop_assert_eq!(one.report.frames_kept, other.report.frames_kept);
+        // The reference agrees with the reversed order too.
+        let reference = aggregate_files(&reversed, &case.nets, options).unwrap();
+        assert_same(&reference, &other);
+    }
+}
+
+/// A log with one frame for each reason a frame can be rejected, at known offsets.
+#[test]
+fn every_reject_reason_is_reported_at_the_offset_of_its_frame() {
+    let lanes = 1;
+    let graph = KeyGraph::from_edges(1, [(1, 2), (2, 3), (3, 4), (1, 4), (1, 3)]).unwrap();
+    let nets: Nets = BTreeMap::from([(1, graph)]);
+    let transmit = |client: u32, round: u32, ts: u64| Frame {
+        notification: Notification::Transmit,
+        transmission: true,
+        dc_net_id: 1,
+        client_id: client,
+        round,
+        timestamp_ms: ts,
+        lanes: vec![u64::from(client)],
+    };
+    let round0 = 5_000;
+    let mut planted: Vec<(Option<RejectReason>, Vec<u8>)> = Vec::new();
+    let mut add = |reason: Option<RejectReason>, bytes: Vec<u8>| planted.push((reason, bytes));
+    let good = |f: &Frame| f.to_bytes().unwrap();
+    // Round 0: clients 1, 2, 3 present; 4 is missing (its transmit is late), so 1 and 3 must
+    // resend. 2 resends without need, and a resend comes from 4, which sent no usable transmit.
+    for client in 1..=3 {
+        add(None, good(&transmit(client, 0, round0 + 10)));
+    }
+    add(
+        Some(RejectReason::Late),
+        good(&transmit(4, 0, round0 + PERIOD + GRACE + 1)),
+    );
+    for (client, reason) in [
+        (1, None),
+        (3, None),
+        (2, Some(RejectReason::ResendWithoutMissingNeighbour)),
+        (4, Some(RejectReason::ResendWithoutTransmit)),
+    ] {
+        let mut resend = transmit(client, 0, round0 + PERIOD + 50);
+        resend.notification = Notification::Resend;
+        add(reason, good(&resend));
+    }
+    add(
+        Some(RejectReason::Duplicate),
+        good(&transmit(2, 0, round0 + 11)),
+    );
+    let mut f = transmit(1, 1, round0);
+    f.notification = Notification::Register;
+    add(Some(RejectReason::ControlFrame), good(&f));
+    let mut f = transmit(1, 1, round0);
+    f.transmission = false;
+    add(Some(RejectReason::NoTransmissionBit), good(&f));
+    let mut f = transmit(1, 1, round0);
+    f.dc_net_id = 2;
+    add(Some(RejectReason::UnknownNet), good(&f));
+    add(
+        Some(RejectReason::UnknownClient),
+        good(&transmit(9, 1, round0)),
+    );
+    // Byte-level damage, each on an otherwise valid frame.
+    let damaged = |at: usize, value: u8, fix_crc: bool| {
+        let mut frame = transmit(2, 1, round0);
+        frame.client_id = 2;
+        let mut bytes = good(&frame);
+        bytes[at] = value;
+        if fix_crc {
+            let crc = ingest::frame::frame_crc(&bytes);
+            bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+        }
+        bytes
+    };
+    add(Some(RejectReason::BadMagic), damaged(0, b'X', true));
+    add(Some(RejectReason::BadVersion), damaged(2, 9, true));
+    add(Some(RejectReason::ReservedBits), damaged(4, 0x80, true));
+    add(Some(RejectReason::UnknownNotification), damaged(3, 6, true));
+    add(Some(RejectReason::CrcMismatch), damaged(33, 0xEE, false));
+    let mut two_lanes = transmit(3, 1, round0);
+    two_lanes.lanes = vec![1, 2];
+    add(Some(RejectReason::BadLanes), good(&two_lanes));
+    add(Some(RejectReason::StrayBytes), vec![0xAB; 7]);
+    add(None, good(&transmit(4, 1, round0)));
+    let mut tail = good(&transmit(1, 2, round0));
+    tail.truncate(30);
+    add(Some(RejectReason::Truncated), tail);
+
+    let mut log = encode(&[], lanes);
+    let mut expected = Vec::new();
+    for (reason, bytes) in &planted {
+        if let Some(reason) = reason {
+            expected.push((log.len() as u64, *reason, bytes.clone()));
+        }
+        log.extend_from_slice(bytes);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reasons.dclog");
+    std::fs::write(&path, &log).unwrap();
+    let options = options(true);
+    let columnar = |group_budget| {
+        aggregate_files_columnar(
+            std::slice::from_ref(&path),
+            &nets,
+            options,
+            PipelineOptions {
+                threads: 2,
+                morsel_frames: 3,
+                collect_rejects: true,
+                group_budget,
+            },
+            &Progress::default(),
+        )
+        .unwrap()
+    };
+    for outcome in [
+        aggregate_files(std::slice::from_ref(&path), &nets, options).unwrap(),
+        columnar(u64::MAX),
+        columnar(0),
+    ] {
+        let report = &outcome.report;
+        for reason in RejectReason::ALL {
+            assert_eq!(report.counts.get(reason), 1, "{reason}");
+        }
+        let got: Vec<(u64, RejectReason)> = report
+            .rejects
+            .iter()
+            .map(|r| (r.source.offset, r.reason))
+            .collect();
+        let want: Vec<(u64, RejectReason)> = expected.iter().map(|(o, r, _)| (*o, *r)).collect();
+        assert_eq!(got, want);
+        // Each offset points at the planted bytes.
+        for (offset, _, bytes) in &expected {
+            let at = *offset as usize;
+            assert_eq!(&log[at..at + bytes.len()], bytes.as_slice());
+        }
+        // Round 0 is settled with the resends of 1 and 3; its sum is 2 + 1 + 3 (the resends
+        // carry the client id as their value, like the transmits).
+        let round0 = &report.rounds[0];
+        assert_eq!((round0.present, round0.resent), (3, 2));
+        assert_eq!(round0.sum, Some(vec![6]));
+    }
+}
