@@ -67,7 +67,7 @@ def main():
             [args.dcnet, "export", "--quiet", "--format", "parquet", "--out", parquet, log],
             check=True,
         )
-    frames = duckdb.sql(f"select count(*) from '{parquet}'").fetchone()[0]
+    frames = duckdb.sql(f"select count(*) from '{parquet}'").fetchall()[0][0]
     print(f"{frames} frames; log {os.path.getsize(log)} bytes, parquet {os.path.getsize(parquet)} bytes")
 
     query = (

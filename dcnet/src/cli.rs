@@ -573,7 +573,7 @@ pub struct AggregateArgs {
     /// Memory for (net, round) groups still open, in MiB (columnar engine). Beyond it the least
     /// recently used groups are settled early; frames that arrive for them later cost a second
     /// read of their byte ranges, never a different result.
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub group_memory: u64,
     /// No progress bar and no final throughput line (rejects and warnings are still reported).
     #[arg(long, short)]

@@ -192,9 +192,9 @@ type Settled = (RoundResult, Vec<(Src, RejectReason)>, u64);
 #[derive(Debug)]
 enum State {
     /// Frames are being added.
-    Open(Group),
+    Open(Box<Group>),
     /// Settled early to free memory (see [`ColumnarAggregator::with_budget`]).
-    Settled(Settled),
+    Settled(Box<Settled>),
     /// Frames arrived after the group was settled early: it is aggregated again at the end
     /// from the byte ranges its frames came from.
     Dirty,
@@ -325,10 +325,11 @@ pub struct ColumnarAggregator<'a> {
     open_bytes: AtomicU64,
     clock: AtomicU64,
     evicting: Mutex<()>,
+    spare: Mutex<Vec<Box<Group>>>,
 }
 
 /// Heap bytes of open groups before the oldest are settled early, unless configured otherwise.
-pub const DEFAULT_BUDGET: u64 = 256 << 20;
+pub const DEFAULT_BUDGET: u64 = 64 << 20;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking worker poisons nothing we rely on: every update keeps the state consistent.
@@ -353,6 +354,7 @@ impl<'a> ColumnarAggregator<'a> {
             open_bytes: AtomicU64::new(0),
             clock: AtomicU64::new(0),
             evicting: Mutex::new(()),
+            spare: Mutex::new(Vec::new()),
         }
     }
 
@@ -388,7 +390,7 @@ impl<'a> ColumnarAggregator<'a> {
                 Arc::new(GroupCell {
                     touched: AtomicU64::new(0),
                     cell: Mutex::new(Cell {
-                        state: State::Open(Group::new(roster, self.lanes)),
+                        state: State::Open(self.fresh_group(roster)),
                         ranges: Vec::new(),
                         reported: 0,
                         reported_srcs: Vec::new(),
@@ -396,6 +398,22 @@ impl<'a> ColumnarAggregator<'a> {
                 })
             })
             .clone()
+    }
+
+    fn fresh_group(&self, roster: usize) -> Box<Group> {
+        match lock(&self.spare).pop() {
+            Some(mut group) => {
+                group.present.clear();
+                group.present.resize(roster.div_ceil(64), 0);
+                group.kept.clear();
+                group.kept.resize(roster, Src(0));
+                group.sum.clear();
+                group.sum.resize(self.lanes, 0);
+                group.resends.clear();
+                group
+            }
+            None => Box::new(Group::new(roster, self.lanes)),
+        }
     }
 
     /// Settles the least recently used open groups while open groups take more than the
@@ -430,7 +448,10 @@ impl<'a> ColumnarAggregator<'a> {
             };
             let mut cell = lock(&cell.cell);
             if let State::Open(group) = std::mem::replace(&mut cell.state, State::Dirty) {
-                cell.state = State::Settled(self.settle(net, key as u32, info, group));
+                cell.state = State::Settled(Box::new(self.settle(net, key as u32, info, &group)));
+                // Reuse the buffers for the next group: freeing thousands of 8 KiB blocks and
+                // allocating small settled rows in between fragments the heap.
+                lock(&self.spare).push(group);
                 self.open_bytes.fetch_sub(
                     Group::footprint(info.clients.len()),
                     AtomicOrdering::Relaxed,
@@ -676,8 +697,8 @@ impl<'a> ColumnarAggregator<'a> {
             .collect::<Vec<_>>()
             .into_par_iter()
             .map(|(key, net, info, cell)| match cell.state {
-                State::Open(group) => self.settle(net, key as u32, info, group),
-                State::Settled(settled) => settled,
+                State::Open(group) => self.settle(net, key as u32, info, &group),
+                State::Settled(settled) => *settled,
                 State::Dirty => self.redo(net, key as u32, info, &cell.ranges, collect),
             })
             .collect();
@@ -794,7 +815,7 @@ impl<'a> ColumnarAggregator<'a> {
             }
             self.apply(&mut group, &batch, 0..0, &accepted, &mut tally);
         }
-        let (row, mut rejects, kept) = self.settle(net, round, info, group);
+        let (row, mut rejects, kept) = self.settle(net, round, info, &group);
         let duplicates = tally.counts[RejectReason::Duplicate as usize];
         if collect {
             rejects.extend(tally.rejects);
@@ -809,7 +830,7 @@ impl<'a> ColumnarAggregator<'a> {
         net: u32,
         round: u32,
         info: &NetInfo,
-        group: Group,
+        group: &Group,
     ) -> (RoundResult, Vec<(Src, RejectReason)>, u64) {
         let roster = info.clients.len();
         let mut rejects = Vec::new();
