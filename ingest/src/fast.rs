@@ -2,11 +2,12 @@
 //!
 //! State lives per (net, round) group, never per frame: a present bitmap over the net's roster,
 //! the source (file and byte offset) of the transmit frame kept for each present client, the
-//! running wrapping lane sums of those frames, and the few resend frames by client. Frame
-//! values that a rule needs again later (a duplicate to compare, a transmit replaced by its
-//! resend when the round is settled) are read back from the input logs by their source: the
-//! logs stay mapped for the whole run, and this is rare. So memory is
-//! `groups × roster × 8 bytes` plus the rejects listed, whatever the number of frames.
+//! running wrapping lane sums of those frames, and the few resend frames by client with their
+//! values (and those of the transmit they replace, captured when the resend arrives). Frame
+//! values that a rule needs again later (a duplicate to compare, a transmit that arrived after
+//! its resend) are read back from the input logs by their source: the logs stay mapped for the
+//! whole run, and this is rare. So an open group costs about `roster × 8 bytes`, and open groups
+//! are bounded by a budget ([`ColumnarAggregator::with_budget`]), whatever the number of frames.
 //!
 //! Every decision is independent of the order in which frames arrive: presence and resends are
 //! sets, and between two frames for the same (net, round, client, notification) the one kept is
@@ -162,7 +163,12 @@ struct Group {
     present: Vec<u64>,
     kept: Vec<Src>,
     sum: Vec<u64>,
-    resends: HashMap<u32, Src>,
+    /// Kept resend per slot: its source and where its values start in `captured`.
+    resends: HashMap<u32, (Src, u32)>,
+    /// Per kept resend, `1 + 2·lanes` words: the source of the client's transmit when the resend
+    /// was kept (or 0), the resend's lanes, that transmit's lanes. Captured while both frames
+    /// are still in cache, so that settling rarely reads frames back from the logs.
+    captured: Vec<u64>,
 }
 
 impl Group {
@@ -172,6 +178,7 @@ impl Group {
             kept: vec![Src(0); roster],
             sum: vec![0; lanes],
             resends: HashMap::new(),
+            captured: Vec::new(),
         }
     }
 
@@ -325,7 +332,7 @@ pub struct ColumnarAggregator<'a> {
     open_bytes: AtomicU64,
     clock: AtomicU64,
     evicting: Mutex<()>,
-    spare: Mutex<Vec<Box<Group>>>,
+    spare: Mutex<Vec<Group>>,
 }
 
 /// Heap bytes of open groups before the oldest are settled early, unless configured otherwise.
@@ -410,7 +417,8 @@ impl<'a> ColumnarAggregator<'a> {
                 group.sum.clear();
                 group.sum.resize(self.lanes, 0);
                 group.resends.clear();
-                group
+                group.captured.clear();
+                Box::new(group)
             }
             None => Box::new(Group::new(roster, self.lanes)),
         }
@@ -451,7 +459,7 @@ impl<'a> ColumnarAggregator<'a> {
                 cell.state = State::Settled(Box::new(self.settle(net, key as u32, info, &group)));
                 // Reuse the buffers for the next group: freeing thousands of 8 KiB blocks and
                 // allocating small settled rows in between fragments the heap.
-                lock(&self.spare).push(group);
+                lock(&self.spare).push(*group);
                 self.open_bytes.fetch_sub(
                     Group::footprint(info.clients.len()),
                     AtomicOrdering::Relaxed,
@@ -590,17 +598,38 @@ impl<'a> ColumnarAggregator<'a> {
             let ts = timestamps[row];
             if codes[row] == Notification::Resend as u8 {
                 demote(&mut bulk, &mut added, k);
-                match group.resends.get(&(slot as u32)).copied() {
+                let at = match group.resends.get(&(slot as u32)).copied() {
                     None => {
-                        group.resends.insert(slot as u32, src);
+                        let at = group.captured.len();
+                        group.captured.resize(at + 1 + 2 * self.lanes, 0);
+                        at
                     }
-                    Some(old) => {
+                    Some((old, at)) => {
                         if self.row_beats(ts, lanes, row, src, old) {
-                            group.resends.insert(slot as u32, src);
                             tally.reject(old, RejectReason::Duplicate);
+                            at as usize
                         } else {
                             tally.reject(src, RejectReason::Duplicate);
+                            continue;
                         }
+                    }
+                };
+                group.resends.insert(slot as u32, (src, at as u32));
+                let transmit = if group.is_present(slot) {
+                    group.kept[slot]
+                } else {
+                    Src(0)
+                };
+                let entry = &mut group.captured[at..at + 1 + 2 * self.lanes];
+                entry[0] = transmit.0;
+                let (resend_lanes, transmit_lanes) = entry[1..].split_at_mut(self.lanes);
+                for (value, column) in resend_lanes.iter_mut().zip(lanes) {
+                    *value = column[row];
+                }
+                if transmit != Src(0) {
+                    let (_, bytes) = self.inputs.frame(transmit, self.frame_len);
+                    for (value, word) in transmit_lanes.iter_mut().zip(lane_words(bytes)) {
+                        *value = word;
                     }
                 }
                 continue;
@@ -863,7 +892,8 @@ impl<'a> ColumnarAggregator<'a> {
         }
         let needs = |slot: usize| needs_bits[slot / 64] & (1 << (slot % 64)) != 0;
         let mut resent = 0;
-        let mut resends: Vec<(u32, Src)> = group.resends.iter().map(|(&s, &r)| (s, r)).collect();
+        let mut resends: Vec<(u32, Src)> =
+            group.resends.iter().map(|(&s, &(r, _))| (s, r)).collect();
         resends.sort_unstable();
         for &(slot, src) in &resends {
             let slot = slot as usize;
@@ -913,16 +943,25 @@ impl<'a> ColumnarAggregator<'a> {
         };
         let sum = (status == RoundStatus::Ok).then(|| {
             let mut sum = group.sum.clone();
+            let lanes = self.lanes;
             for &slot in &needy {
-                let (_, transmit) = self.inputs.frame(group.kept[slot], self.frame_len);
-                let resend = group.resends.get(&(slot as u32)).copied().unwrap_or(Src(0));
-                let (_, resend) = self.inputs.frame(resend, self.frame_len);
-                for ((s, t), r) in sum
-                    .iter_mut()
-                    .zip(lane_words(transmit))
-                    .zip(lane_words(resend))
-                {
-                    *s = s.wrapping_sub(t).wrapping_add(r);
+                // Status ok: every needy client has a kept resend.
+                let Some(&(_, at)) = group.resends.get(&(slot as u32)) else {
+                    continue;
+                };
+                let entry = &group.captured[at as usize..at as usize + 1 + 2 * lanes];
+                let resend = &entry[1..1 + lanes];
+                if entry[0] == group.kept[slot].0 {
+                    for ((s, t), r) in sum.iter_mut().zip(&entry[1 + lanes..]).zip(resend) {
+                        *s = s.wrapping_sub(*t).wrapping_add(*r);
+                    }
+                } else {
+                    // The transmit kept now arrived after the resend (or replaced the one
+                    // captured): read it back.
+                    let (_, transmit) = self.inputs.frame(group.kept[slot], self.frame_len);
+                    for ((s, t), r) in sum.iter_mut().zip(lane_words(transmit)).zip(resend) {
+                        *s = s.wrapping_sub(t).wrapping_add(*r);
+                    }
                 }
             }
             sum
