@@ -459,7 +459,12 @@ impl<'a> ColumnarAggregator<'a> {
                 cell.state = State::Settled(Box::new(self.settle(net, key as u32, info, &group)));
                 // Reuse the buffers for the next group: freeing thousands of 8 KiB blocks and
                 // allocating small settled rows in between fragments the heap.
-                lock(&self.spare).push(*group);
+                // Keep at most a quarter of the budget in spare buffers.
+                let footprint = Group::footprint(info.clients.len());
+                let mut spare = lock(&self.spare);
+                if (spare.len() as u64 + 1) * footprint <= self.budget / 4 {
+                    spare.push(*group);
+                }
                 self.open_bytes.fetch_sub(
                     Group::footprint(info.clients.len()),
                     AtomicOrdering::Relaxed,
