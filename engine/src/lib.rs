@@ -12,11 +12,13 @@
 pub mod graph;
 pub mod keystream;
 pub mod loadprofile;
+pub mod notification;
 pub mod protocol;
 pub mod seed;
 pub mod superpose;
 
 pub use graph::{Connectivity, GraphError, KeyGraph};
+pub use notification::Notification;
 pub use seed::{EdgeSeed, EdgeSeedDeriver, MasterKey, edge_seed, master_key};
 pub use superpose::{SuperposeError, add_lanes, local_superposition, resend_superposition};
 

@@ -6,35 +6,7 @@
 
 use super::kex::{KexError, KeyShare, SignedExit};
 
-/// The frame `notification` codes of DESIGN §1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Notification {
-    Register = 1,
-    Joined = 2,
-    Exit = 3,
-    Resend = 4,
-    Transmit = 5,
-}
-
-impl Notification {
-    /// The code, as written in frame byte 3.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// The notification with `code`, if it is one of 1..=5.
-    pub fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(Self::Register),
-            2 => Some(Self::Joined),
-            3 => Some(Self::Exit),
-            4 => Some(Self::Resend),
-            5 => Some(Self::Transmit),
-            _ => None,
-        }
-    }
-}
+pub use crate::Notification;
 
 /// A message from the provider to one gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
