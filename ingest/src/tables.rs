@@ -18,10 +18,11 @@ pub const GRAPH_HEADER: [&str; 3] = ["dc_net_id", "client_a", "client_b"];
 #[non_exhaustive]
 pub enum TableError {
     /// The file could not be opened, read or written.
-    #[error("{path}: {source}")]
+    // The cause is part of the message, not a `source`, so a printed error chain names it once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid CSV.
     #[error("{path}:{line}: {message}")]
@@ -47,11 +48,11 @@ pub enum TableError {
         kind: &'static str,
     },
     /// An edge row violates the graph rules.
-    #[error("{path}:{line}: {source}")]
+    #[error("{path}:{line}: {error}")]
     Graph {
         path: PathBuf,
         line: u64,
-        source: GraphError,
+        error: GraphError,
     },
     /// The file has a header but no rows.
     #[error("{path}: no rows")]
@@ -61,9 +62,9 @@ pub enum TableError {
 fn csv_error(path: &Path, error: csv::Error) -> TableError {
     let line = error.position().map_or(0, |p| p.line());
     match error.into_kind() {
-        csv::ErrorKind::Io(source) => TableError::Io {
+        csv::ErrorKind::Io(error) => TableError::Io {
             path: path.to_owned(),
-            source,
+            error,
         },
         kind => TableError::Csv {
             path: path.to_owned(),
@@ -123,7 +124,7 @@ pub fn read_graph_csv(path: &Path, reader: impl Read) -> Result<Nets, TableError
             return Err(TableError::Graph {
                 path: path.to_owned(),
                 line: record.position().map_or(0, |p| p.line()),
-                source: GraphError::SelfEdge { net, client: a },
+                error: GraphError::SelfEdge { net, client: a },
             });
         }
         edges.entry(net).or_default().push((a, b));
@@ -138,10 +139,10 @@ pub fn read_graph_csv(path: &Path, reader: impl Read) -> Result<Nets, TableError
         .map(|(net, edges)| {
             KeyGraph::from_edges(net, edges)
                 .map(|graph| (net, graph))
-                .map_err(|source| TableError::Graph {
+                .map_err(|error| TableError::Graph {
                     path: path.to_owned(),
                     line: 0,
-                    source,
+                    error,
                 })
         })
         .collect()
@@ -149,9 +150,9 @@ pub fn read_graph_csv(path: &Path, reader: impl Read) -> Result<Nets, TableError
 
 /// Reads `graph.csv` from a file.
 pub fn load_graph_csv(path: &Path) -> Result<Nets, TableError> {
-    let file = std::fs::File::open(path).map_err(|source| TableError::Io {
+    let file = std::fs::File::open(path).map_err(|error| TableError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     read_graph_csv(path, std::io::BufReader::new(file))
 }
@@ -323,9 +324,9 @@ pub fn read_global_csv(path: &Path, reader: impl Read) -> Result<Vec<RoundResult
 
 /// Reads `global.csv` from a file.
 pub fn load_global_csv(path: &Path) -> Result<Vec<RoundResult>, TableError> {
-    let file = std::fs::File::open(path).map_err(|source| TableError::Io {
+    let file = std::fs::File::open(path).map_err(|error| TableError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     read_global_csv(path, std::io::BufReader::new(file))
 }
