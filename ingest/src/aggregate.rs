@@ -133,6 +133,11 @@ pub struct AggregateReport {
     pub rejects: Vec<Rejected>,
     /// Frames that went into a round (transmit and resend frames kept).
     pub frames_kept: u64,
+    /// Rounds settled early to stay within the memory budget that later received frames and
+    /// were aggregated again from their byte ranges (columnar engine only). Results do not
+    /// depend on it; time does: many means the logs scatter rounds more widely than the
+    /// budget holds.
+    pub rounds_reread: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use engine::{KeyGraph, MAX_LANES};
@@ -222,6 +222,8 @@ struct Cell {
 #[derive(Debug)]
 struct GroupCell {
     touched: AtomicU64,
+    /// Whether the group is open, so that eviction passes skip settled groups unlocked.
+    open: AtomicBool,
     cell: Mutex<Cell>,
 }
 
@@ -231,8 +233,6 @@ pub struct Tally {
     counts: [u64; RejectReason::ALL.len()],
     rejects: Vec<(Src, RejectReason)>,
     collect: bool,
-    /// Scratch for one run of rows: (row, slot) of the rows that reach the group.
-    accepted: Vec<(u32, u32)>,
     /// Scratch for one run of rows: rows whose lanes are added to the group's sums.
     added: Vec<u32>,
 }
@@ -396,6 +396,7 @@ impl<'a> ColumnarAggregator<'a> {
                     .fetch_add(Group::footprint(roster), AtomicOrdering::Relaxed);
                 Arc::new(GroupCell {
                     touched: AtomicU64::new(0),
+                    open: AtomicBool::new(true),
                     cell: Mutex::new(Cell {
                         state: State::Open(self.fresh_group(roster)),
                         ranges: Vec::new(),
@@ -437,6 +438,9 @@ impl<'a> ColumnarAggregator<'a> {
         let mut cells: Vec<(u64, u64, Arc<GroupCell>)> = Vec::new();
         for shard in &self.shards {
             for (&key, cell) in lock(shard).iter() {
+                if !cell.open.load(AtomicOrdering::Relaxed) {
+                    continue;
+                }
                 cells.push((
                     cell.touched.load(AtomicOrdering::Relaxed),
                     key,
@@ -454,7 +458,14 @@ impl<'a> ColumnarAggregator<'a> {
             let Some(info) = self.nets.get(&net) else {
                 continue;
             };
-            let mut cell = lock(&cell.cell);
+            let handle = cell;
+            let mut cell = lock(&handle.cell);
+            // Only open groups are settled: a group settled by an earlier pass (or dirty)
+            // must keep its state, or it would be aggregated again at the end for nothing.
+            if !matches!(cell.state, State::Open(_)) {
+                continue;
+            }
+            handle.open.store(false, AtomicOrdering::Relaxed);
             if let State::Open(group) = std::mem::replace(&mut cell.state, State::Dirty) {
                 cell.state = State::Settled(Box::new(self.settle(net, key as u32, info, &group)));
                 // Reuse the buffers for the next group: freeing thousands of 8 KiB blocks and
@@ -496,7 +507,10 @@ impl<'a> ColumnarAggregator<'a> {
         }
     }
 
-    /// Rows `start..end` of `batch`, all of one (net, round).
+    /// Rows `start..end` of `batch`, all of one (net, round), in one pass: the per-frame rules
+    /// first, then the group, locked once for the run. A new transmit (nearly every row) sets
+    /// its present bit, records its source and adds into running sums held in registers;
+    /// resends and second frames of a client take [`Self::apply`], the general path.
     fn add_run(&self, batch: &FrameBatch, start: usize, end: usize, tally: &mut Tally) {
         let file = batch.file;
         let (net, round) = (batch.dc_net_id()[start], batch.round()[start]);
@@ -505,70 +519,129 @@ impl<'a> ColumnarAggregator<'a> {
         let clients = batch.client_id();
         let timestamps = batch.timestamp_ms();
         let offsets = &batch.offsets;
-        let info = self.nets.get(&net);
+        let src = |row: usize| Src::new(file, offsets[row]);
+        let transmit_code = Notification::Transmit as u8;
+        let resend_code = Notification::Resend as u8;
+        let Some(info) = self.nets.get(&net) else {
+            for (row, &code) in codes.iter().enumerate().take(end).skip(start) {
+                let reason = match code {
+                    c if c != transmit_code && c != resend_code => RejectReason::ControlFrame,
+                    c if c == transmit_code && !transmission.value(row) => {
+                        RejectReason::NoTransmissionBit
+                    }
+                    _ => RejectReason::UnknownNet,
+                };
+                tally.reject(src(row), reason);
+            }
+            return;
+        };
         let deadline = self.options.round_deadline(round);
-        let mut accepted = std::mem::take(&mut tally.accepted);
-        accepted.clear();
-        for row in start..end {
-            let src = Src::new(file, offsets[row]);
+        // The per-frame rules of DESIGN §5 that need no group state, in the order the
+        // reference applies them: a roster slot, or why the frame is not used.
+        let classify = |row: usize| -> Result<usize, RejectReason> {
             let code = codes[row];
-            let is_transmit = code == Notification::Transmit as u8;
-            if !is_transmit && code != Notification::Resend as u8 {
-                tally.reject(src, RejectReason::ControlFrame);
-                continue;
+            let is_transmit = code == transmit_code;
+            if !is_transmit && code != resend_code {
+                return Err(RejectReason::ControlFrame);
             }
             if is_transmit && !transmission.value(row) {
-                tally.reject(src, RejectReason::NoTransmissionBit);
-                continue;
+                return Err(RejectReason::NoTransmissionBit);
             }
-            let Some(info) = info else {
-                tally.reject(src, RejectReason::UnknownNet);
-                continue;
-            };
-            let Some(slot) = info.index.get(clients[row]) else {
-                tally.reject(src, RejectReason::UnknownClient);
-                continue;
-            };
+            let slot = info
+                .index
+                .get(clients[row])
+                .ok_or(RejectReason::UnknownClient)?;
             if is_transmit && deadline.is_some_and(|d| timestamps[row] > d) {
-                tally.reject(src, RejectReason::Late);
-                continue;
+                return Err(RejectReason::Late);
             }
-            accepted.push((row as u32, slot as u32));
+            Ok(slot)
+        };
+        // Rows before the first usable one touch no group, so a run of rejects opens none.
+        let mut row = start;
+        let mut slot = loop {
+            if row == end {
+                return;
+            }
+            match classify(row) {
+                Ok(slot) => break slot,
+                Err(reason) => tally.reject(src(row), reason),
+            }
+            row += 1;
+        };
+        let handle = self.group(net, round, info.clients.len());
+        handle.touched.store(
+            self.clock.fetch_add(1, AtomicOrdering::Relaxed),
+            AtomicOrdering::Relaxed,
+        );
+        let mut cell = lock(&handle.cell);
+        let cell = &mut *cell;
+        // The run's rows lie between these offsets; a redo filters by (net, round), so the
+        // range may hold other frames too.
+        let (first, last) = (offsets[row], offsets[end - 1]);
+        match cell.ranges.iter_mut().find(|(f, _, _)| *f == file) {
+            Some((_, lo, hi)) => {
+                *lo = (*lo).min(first);
+                *hi = (*hi).max(last);
+            }
+            None => cell.ranges.push((file, first, last)),
         }
-        if let (Some(info), false) = (info, accepted.is_empty()) {
-            let handle = self.group(net, round, info.clients.len());
-            handle.touched.store(
-                self.clock.fetch_add(1, AtomicOrdering::Relaxed),
-                AtomicOrdering::Relaxed,
-            );
-            let mut cell = lock(&handle.cell);
-            let cell = &mut *cell;
-            let (first, last) = accepted.iter().fold((u64::MAX, 0), |(lo, hi), &(row, _)| {
-                let offset = batch.offsets[row as usize];
-                (lo.min(offset), hi.max(offset))
-            });
-            match cell.ranges.iter_mut().find(|(f, _, _)| *f == file) {
-                Some((_, lo, hi)) => {
-                    *lo = (*lo).min(first);
-                    *hi = (*hi).max(last);
+        let State::Open(group) = &mut cell.state else {
+            // Settled early: the group is aggregated again at the end from its ranges; here
+            // only the per-frame rejects count.
+            cell.state = State::Dirty;
+            for row in row + 1..end {
+                if let Err(reason) = classify(row) {
+                    tally.reject(src(row), reason);
                 }
-                None => cell.ranges.push((file, first, last)),
             }
-            match &mut cell.state {
-                State::Open(group) => {
-                    let before = tally.counts[RejectReason::Duplicate as usize];
-                    let listed = tally.rejects.len();
-                    self.apply(group, batch, start..end, &accepted, tally);
-                    cell.reported += tally.counts[RejectReason::Duplicate as usize] - before;
-                    if tally.collect {
-                        cell.reported_srcs
-                            .extend(tally.rejects[listed..].iter().map(|&(src, _)| src));
+            return;
+        };
+        let duplicates_before = tally.counts[RejectReason::Duplicate as usize];
+        let listed = tally.rejects.len();
+        let mut columns: [&[u64]; MAX_LANES] = [&[]; MAX_LANES];
+        for (l, column) in columns.iter_mut().enumerate().take(self.lanes) {
+            *column = batch.lane(l);
+        }
+        let columns = &columns[..self.lanes];
+        let mut sums = [0u64; MAX_LANES];
+        let sums_of_run = &mut sums[..self.lanes];
+        'rows: loop {
+            let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+            if codes[row] == transmit_code && group.present[word] & bit == 0 {
+                group.present[word] |= bit;
+                group.kept[slot] = src(row);
+                for (sum, column) in sums_of_run.iter_mut().zip(columns) {
+                    *sum = sum.wrapping_add(column[row]);
+                }
+            } else {
+                self.apply(group, batch, 0..0, &[(row as u32, slot as u32)], tally);
+            }
+            loop {
+                row += 1;
+                if row == end {
+                    break 'rows;
+                }
+                match classify(row) {
+                    Ok(next) => {
+                        slot = next;
+                        break;
                     }
+                    Err(reason) => tally.reject(src(row), reason),
                 }
-                state => *state = State::Dirty,
             }
         }
-        tally.accepted = accepted;
+        for (sum, run) in group.sum.iter_mut().zip(sums_of_run.iter()) {
+            *sum = sum.wrapping_add(*run);
+        }
+        cell.reported += tally.counts[RejectReason::Duplicate as usize] - duplicates_before;
+        if tally.collect {
+            cell.reported_srcs.extend(
+                tally.rejects[listed..]
+                    .iter()
+                    .filter(|(_, reason)| *reason == RejectReason::Duplicate)
+                    .map(|&(src, _)| src),
+            );
+        }
     }
 
     fn apply(
@@ -713,6 +786,10 @@ impl<'a> ColumnarAggregator<'a> {
         }
         cells.sort_unstable_by_key(|(key, _)| *key);
         let collect = tallies.iter().any(|t| t.collect);
+        let rounds_reread = cells
+            .iter()
+            .filter(|(_, cell)| matches!(cell.state, State::Dirty))
+            .count() as u64;
         let mut withdrawn: u64 = 0;
         let mut withdrawn_srcs: Vec<Src> = Vec::new();
         let settled: Vec<Settled> = cells
@@ -736,7 +813,10 @@ impl<'a> ColumnarAggregator<'a> {
                 State::Dirty => self.redo(net, key as u32, info, &cell.ranges, collect),
             })
             .collect();
-        let mut report = AggregateReport::default();
+        let mut report = AggregateReport {
+            rounds_reread,
+            ..AggregateReport::default()
+        };
         let mut counts = [0u64; RejectReason::ALL.len()];
         let mut rejects: Vec<(Src, RejectReason)> = Vec::new();
         for tally in tallies {

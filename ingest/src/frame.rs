@@ -25,7 +25,7 @@ pub const FRAME_VERSION: u8 = 1;
 /// Flag bit 0: the transmission bit.
 pub const FLAG_TRANSMISSION: u8 = 0b1;
 
-const CRC_RANGE: std::ops::Range<usize> = 20..24;
+pub(crate) const CRC_RANGE: std::ops::Range<usize> = 20..24;
 
 /// The byte length of a frame with `lanes` lanes: `32 + 8·L`.
 pub const fn frame_len(lanes: usize) -> usize {
@@ -64,87 +64,7 @@ pub enum FrameError {
     CrcMismatch { stored: u32, computed: u32 },
 }
 
-/// The CRC-32C of a whole frame with its CRC field taken as zero.
-///
-/// # Panics
-/// If `frame` is shorter than the fixed header; callers check the length first.
-pub fn frame_crc(frame: &[u8]) -> u32 {
-    // Two calls into the hardware CRC (SSE4.2 `crc32` in the crc32c crate) instead of three: the
-    // fixed header is copied with its CRC field zeroed, then the lanes follow. Per-call overhead
-    // dominates for 40-byte frames.
-    let mut head = [0u8; FRAME_HEADER_LEN];
-    head.copy_from_slice(&frame[..FRAME_HEADER_LEN]);
-    head[CRC_RANGE].fill(0);
-    crc32c::crc32c_append(crc32c::crc32c(&head), &frame[FRAME_HEADER_LEN..])
-}
-
-/// Checks the CRC of whole frames of one length with a single CRC pass over the frame as stored.
-///
-/// CRC-32C is affine over GF(2): for frames `F` (as stored, CRC field `s` included) and `A`
-/// (the same with the field zeroed), `crc(F) = crc(A) ⊕ g(s)` where `g` is linear in `s` and
-/// depends only on the frame length. A frame is valid iff `crc(A) = s`, i.e. iff
-/// `crc(F) = s ⊕ g(s) =: m(s)`; `m` is linear too and is tabulated per byte of `s`. This halves
-/// the calls into the CRC routine, whose fixed cost dominates for 40-byte frames.
-#[derive(Clone)]
-pub struct CrcCheck {
-    len: usize,
-    tables: Box<[[u32; 256]; 4]>,
-}
-
-impl CrcCheck {
-    /// Tables for frames of `len` bytes (at least the fixed header).
-    pub fn new(len: usize) -> Self {
-        let len = len.max(FRAME_HEADER_LEN);
-        let zero = vec![0u8; len];
-        let crc_zero = crc32c::crc32c(&zero);
-        let mut probe = zero;
-        let mut tables = Box::new([[0u32; 256]; 4]);
-        for (k, table) in tables.iter_mut().enumerate() {
-            for (b, entry) in table.iter_mut().enumerate() {
-                let s = (b as u32) << (8 * k);
-                probe[CRC_RANGE].copy_from_slice(&s.to_le_bytes());
-                *entry = s ^ crc32c::crc32c(&probe) ^ crc_zero;
-            }
-        }
-        Self { len, tables }
-    }
-
-    /// The shared tables for frames of `lanes` lanes (1..=32; others get the tables of 32),
-    /// built on first use.
-    pub fn for_lanes(lanes: usize) -> &'static CrcCheck {
-        static CHECKS: [std::sync::OnceLock<CrcCheck>; MAX_LANES] =
-            [const { std::sync::OnceLock::new() }; MAX_LANES];
-        let lanes = lanes.clamp(1, MAX_LANES);
-        CHECKS[lanes - 1].get_or_init(|| CrcCheck::new(frame_len(lanes)))
-    }
-
-    /// The frame length the tables are for.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the tables are for frames of no length (never: at least the fixed header).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether `frame` (exactly [`CrcCheck::len`] bytes) carries its correct CRC-32C.
-    #[inline]
-    pub fn matches(&self, frame: &[u8]) -> bool {
-        let s = [frame[20], frame[21], frame[22], frame[23]];
-        let expected = self.tables[0][usize::from(s[0])]
-            ^ self.tables[1][usize::from(s[1])]
-            ^ self.tables[2][usize::from(s[2])]
-            ^ self.tables[3][usize::from(s[3])];
-        crc32c::crc32c(frame) == expected
-    }
-}
-
-impl std::fmt::Debug for CrcCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CrcCheck").field("len", &self.len).finish()
-    }
-}
+pub use crate::crc::frame_crc;
 
 fn read_u16(bytes: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([bytes[at], bytes[at + 1]])
@@ -379,7 +299,7 @@ impl FrameFields {
         let frame = &mut out[start..];
         // The CRC field is still zero, so the CRC of the whole frame is the one DESIGN §3 asks
         // for, in one pass.
-        let crc = crc32c::crc32c(frame);
+        let crc = frame_crc(frame);
         frame[CRC_RANGE].copy_from_slice(&crc.to_le_bytes());
         Ok(())
     }
@@ -440,26 +360,6 @@ mod tests {
             round: 96,
             timestamp_ms: 1_700_000_000_000,
             lanes: vec![123_456_789, u64::MAX],
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn single_pass_crc_check_agrees_with_frame_crc(
-            lanes in 1usize..=32,
-            body in proptest::collection::vec(any::<u8>(), 32 + 8 * 32),
-            valid: bool,
-        ) {
-            let len = frame_len(lanes);
-            let mut frame = body[..len].to_vec();
-            if valid {
-                let crc = frame_crc(&frame);
-                frame[20..24].copy_from_slice(&crc.to_le_bytes());
-            }
-            let stored = u32::from_le_bytes([frame[20], frame[21], frame[22], frame[23]]);
-            let check = CrcCheck::new(len);
-            prop_assert_eq!(check.matches(&frame), frame_crc(&frame) == stored);
-            prop_assert!(!valid || check.matches(&frame));
         }
     }
 

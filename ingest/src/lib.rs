@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod batch;
 pub mod columnar;
+pub mod crc;
 pub mod export;
 pub mod fast;
 pub mod frame;

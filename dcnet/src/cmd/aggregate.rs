@@ -131,6 +131,13 @@ pub fn report(outcome: &BatchOutcome, elapsed: Duration, quiet: bool) {
         report.frames_kept,
         report.counts.total(),
     );
+    if report.rounds_reread > 0 {
+        eprintln!(
+            "note: {} rounds were settled early to stay within --group-memory, got more frames \
+             later and were read again; a larger --group-memory avoids that",
+            report.rounds_reread
+        );
+    }
     if !quiet {
         let bytes: u64 = outcome.files.iter().map(|f| f.bytes).sum();
         let records: u64 = outcome.files.iter().map(|f| f.records).sum();
