@@ -219,10 +219,10 @@ impl FrameColumns {
         self.offsets.push(offset);
     }
 
-    /// Appends one frame given as bytes that passed every check of `FrameView::parse`.
     /// Appends `frames`, well-formed frames of `frame_len` bytes back to back whose first one
-    /// starts at byte `offset` of its log. Column by column, so each pass is one tight loop over
-    /// a block that sits in L1.
+    /// starts at byte `offset` of its log. The columns are grown first and then filled in one
+    /// pass over the frames, so the loop does plain stores, with no length bookkeeping per
+    /// value; the transmission bits are packed 64 at a time.
     fn push_block(&mut self, frames: &[u8], frame_len: usize, offset: u64) {
         fn u32_at(frame: &[u8], at: usize) -> u32 {
             u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
@@ -232,26 +232,45 @@ impl FrameColumns {
             word.copy_from_slice(&frame[at..at + 8]);
             u64::from_le_bytes(word)
         }
-        let rows = || frames.chunks_exact(frame_len);
-        self.dc_net_id.extend(rows().map(|f| u32_at(f, 8)));
-        self.client_id.extend(rows().map(|f| u32_at(f, 12)));
-        self.round.extend(rows().map(|f| u32_at(f, 16)));
-        self.notification.extend(rows().map(|f| f[3]));
-        let mut bits = [false; BLOCK_FRAMES];
-        for block in frames.chunks(BLOCK_FRAMES * frame_len) {
-            let count = block.len() / frame_len;
-            for (bit, f) in bits.iter_mut().zip(block.chunks_exact(frame_len)) {
-                *bit = f[4] != 0;
-            }
-            self.transmission.append_slice(&bits[..count]);
+        fn grow<T: Copy + Default>(column: &mut Vec<T>, base: usize, count: usize) -> &mut [T] {
+            column.resize(base + count, T::default());
+            &mut column[base..]
         }
-        // Bit-for-bit reinterpretation: the column is read back as u64 by `timestamp_ms`.
-        self.timestamp.extend(rows().map(|f| u64_at(f, 24) as i64));
+        let count = frames.len() / frame_len;
+        let base = self.offsets.len();
+        let nets = grow(&mut self.dc_net_id, base, count);
+        let clients = grow(&mut self.client_id, base, count);
+        let rounds = grow(&mut self.round, base, count);
+        let codes = grow(&mut self.notification, base, count);
+        let stamps = grow(&mut self.timestamp, base, count);
+        let offsets = grow(&mut self.offsets, base, count);
+        let step = frame_len as u64;
+        let rows = frames.chunks_exact(frame_len);
+        for (k, frame) in rows.clone().enumerate() {
+            nets[k] = u32_at(frame, 8);
+            clients[k] = u32_at(frame, 12);
+            rounds[k] = u32_at(frame, 16);
+            codes[k] = frame[3];
+            // Bit-for-bit reinterpretation: the column is read back as u64 by `timestamp_ms`.
+            stamps[k] = u64_at(frame, 24) as i64;
+            offsets[k] = offset + k as u64 * step;
+        }
         for (l, column) in self.lanes.iter_mut().enumerate() {
-            column.extend(rows().map(|f| u64_at(f, FRAME_HEADER_LEN + 8 * l)));
+            let values = grow(column, base, count);
+            for (value, frame) in values.iter_mut().zip(rows.clone()) {
+                *value = u64_at(frame, FRAME_HEADER_LEN + 8 * l);
+            }
         }
-        let (count, step) = ((frames.len() / frame_len) as u64, frame_len as u64);
-        self.offsets.extend((0..count).map(|k| offset + k * step));
+        for block in frames.chunks(64 * frame_len) {
+            let bits = block
+                .chunks_exact(frame_len)
+                .enumerate()
+                .fold(0u64, |bits, (k, frame)| {
+                    bits | (u64::from(frame[4] & 1) << k)
+                });
+            self.transmission
+                .append_packed_range(0..block.len() / frame_len, &bits.to_le_bytes());
+        }
     }
 
     /// Moves the appended frames into a batch for input `file`; the columns are empty after.
