@@ -474,8 +474,10 @@ impl<'a> ColumnarAggregator<'a> {
     /// `inputs`.
     pub fn new(nets: &Nets, lanes: usize, options: AggregateOptions, inputs: Inputs<'a>) -> Self {
         Self {
+            // One roster index and adjacency per net: a million clients take tens of
+            // milliseconds, so the nets are indexed in parallel (on the caller's pool).
             nets: nets
-                .iter()
+                .par_iter()
                 .map(|(&id, graph)| (id, NetInfo::new(graph)))
                 .collect(),
             lanes,

@@ -166,13 +166,18 @@ pub fn aggregate_files_columnar(
             .map(|log| log.map_or(&[][..], |(bytes, _)| bytes))
             .collect(),
     );
-    let aggregator =
-        ColumnarAggregator::new(nets, lanes, options, inputs).with_budget(pipeline.group_budget);
     let threads = if pipeline.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         pipeline.threads
     };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| BatchError::Threads(e.to_string()))?;
+    let aggregator = pool.install(|| {
+        ColumnarAggregator::new(nets, lanes, options, inputs).with_budget(pipeline.group_budget)
+    });
     let morsel_frames = pipeline.morsel_frames.max(1);
     let commits: Vec<Mutex<Commit>> = logs
         .iter()
@@ -186,10 +191,6 @@ pub fn aggregate_files_columnar(
     let records: Vec<AtomicU64> = logs.iter().map(|_| AtomicU64::new(0)).collect();
     let tallies = Mutex::new(Vec::with_capacity(threads));
     let ready_queue: Mutex<VecDeque<(usize, Morsel)>> = Mutex::new(VecDeque::new());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| BatchError::Threads(e.to_string()))?;
     let (sender, receiver) = crossbeam::channel::bounded::<Task>(threads * 4);
     std::thread::scope(|scope| {
         let logs = &logs;
