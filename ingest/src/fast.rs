@@ -152,16 +152,9 @@ impl RosterIndex {
         let mut at = self.home(client);
         loop {
             let bucket = &self.buckets[at];
-            // All eight keys compared at once (vector compare and mask), no branch per key.
-            let hits = bucket
-                .keys
-                .iter()
-                .enumerate()
-                .fold(0u32, |hits, (i, &key)| {
-                    hits | (u32::from(key == client) << i)
-                });
+            let hits = key_hits(&bucket.keys, client);
             if hits != 0 {
-                return bucket.slots[hits.trailing_zeros() as usize];
+                return bucket.slots[(hits.trailing_zeros() / 8) as usize];
             }
             if bucket.keys[BUCKET - 1] == self.vacant {
                 return NOT_IN_ROSTER;
@@ -178,6 +171,18 @@ impl RosterIndex {
             *slot = self.slot(client);
         }
     }
+}
+
+/// One byte per key, 1 where `keys[i] == client`, packed little-endian into a word: written
+/// so that LLVM compares all eight keys as vectors and packs the results, without a branch or a
+/// scalar compare per key. The first hit is entry `trailing_zeros / 8`.
+#[inline(always)]
+fn key_hits(keys: &[u32; BUCKET], client: u32) -> u64 {
+    let mut equal = [0u8; BUCKET];
+    for (byte, &key) in equal.iter_mut().zip(keys) {
+        *byte = u8::from(key == client);
+    }
+    u64::from_le_bytes(equal)
 }
 
 /// A net's roster and key graph by slot (slots are the ascending order of client ids).
@@ -359,8 +364,6 @@ pub struct Tally {
     counts: [u64; RejectReason::ALL.len()],
     rejects: Vec<(Src, RejectReason)>,
     collect: bool,
-    /// Scratch for one run of rows: rows whose lanes are added to the group's sums.
-    added: Vec<u32>,
 }
 
 impl Tally {
@@ -737,7 +740,7 @@ impl<'a> ColumnarAggregator<'a> {
         let sums_of_run = &mut sums[..self.lanes];
         // The first usable row goes the general way; the rest try the fast path first: a
         // transmit with its bit set, on time, of a roster client not yet present.
-        self.take_row(group, batch, row, slot, columns, sums_of_run, tally);
+        self.apply(group, batch, columns, row, slot, tally);
         let bits = transmission.values();
         let fast = FastRows {
             codes,
@@ -758,7 +761,7 @@ impl<'a> ColumnarAggregator<'a> {
                 break;
             }
             match classify(row) {
-                Ok(slot) => self.take_row(group, batch, row, slot, columns, sums_of_run, tally),
+                Ok(slot) => self.apply(group, batch, columns, row, slot, tally),
                 Err(reason) => tally.reject(src(row), reason),
             }
             row += 1;
@@ -777,137 +780,79 @@ impl<'a> ColumnarAggregator<'a> {
         }
     }
 
-    /// A usable row (slot known) the general way: a new transmit adds into `sums`, anything
-    /// else goes through [`Self::apply`].
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn take_row(
-        &self,
-        group: &mut Group,
-        batch: &FrameBatch,
-        row: usize,
-        slot: usize,
-        columns: &[&[u64]],
-        sums: &mut [u64],
-        tally: &mut Tally,
-    ) {
-        let (word, bit) = (slot / 64, 1u64 << (slot % 64));
-        if batch.notification()[row] == Notification::Transmit as u8
-            && group.present[word] & bit == 0
-        {
-            group.present[word] |= bit;
-            group.kept[slot] = Src::new(batch.file, batch.offsets[row]);
-            for (sum, column) in sums.iter_mut().zip(columns) {
-                *sum = sum.wrapping_add(column[row]);
-            }
-        } else {
-            self.apply(group, batch, 0..0, &[(row as u32, slot as u32)], tally);
-        }
-    }
-
+    /// DESIGN §5 for one usable row (its roster slot known) against the group: a resend is kept
+    /// (or loses to an earlier one) with the lanes of the transmit it replaces captured now; a
+    /// new transmit sets its bit and adds into the group's sums; a second transmit of a client
+    /// is a duplicate, and the smaller frame is kept.
     fn apply(
         &self,
         group: &mut Group,
         batch: &FrameBatch,
-        run: std::ops::Range<usize>,
-        accepted: &[(u32, u32)],
+        columns: &[&[u64]],
+        row: usize,
+        slot: usize,
         tally: &mut Tally,
     ) {
-        let file = batch.file;
-        let codes = batch.notification();
-        let timestamps = batch.timestamp_ms();
-        let mut lanes: [&[u64]; MAX_LANES] = [&[]; MAX_LANES];
-        for (l, column) in lanes.iter_mut().enumerate().take(self.lanes) {
-            *column = batch.lane(l);
-        }
-        let lanes = &lanes[..self.lanes];
-        // While every row so far is a new transmit, the run's lanes are summed at the end in
-        // one vectorised pass per column; the first exception switches to row-by-row sums.
-        let mut bulk = accepted.len() == run.len();
-        let mut added = std::mem::take(&mut tally.added);
-        added.clear();
-        let demote = |bulk: &mut bool, added: &mut Vec<u32>, upto: usize| {
-            if std::mem::take(bulk) {
-                added.extend(accepted[..upto].iter().map(|&(r, _)| r));
-            }
-        };
-        for (k, &(row, slot)) in accepted.iter().enumerate() {
-            let (row, slot) = (row as usize, slot as usize);
-            let src = Src::new(file, batch.offsets[row]);
-            let ts = timestamps[row];
-            if codes[row] == Notification::Resend as u8 {
-                demote(&mut bulk, &mut added, k);
-                let at = match group.resends.get(&(slot as u32)).copied() {
-                    None => {
-                        let at = group.captured.len();
-                        group.captured.resize(at + 1 + 2 * self.lanes, 0);
-                        at
-                    }
-                    Some((old, at)) => {
-                        if self.row_beats(ts, lanes, row, src, old) {
-                            tally.reject(old, RejectReason::Duplicate);
-                            at as usize
-                        } else {
-                            tally.reject(src, RejectReason::Duplicate);
-                            continue;
-                        }
-                    }
-                };
-                group.resends.insert(slot as u32, (src, at as u32));
-                let transmit = if group.is_present(slot) {
-                    group.kept[slot]
-                } else {
-                    Src(0)
-                };
-                let entry = &mut group.captured[at..at + 1 + 2 * self.lanes];
-                entry[0] = transmit.0;
-                let (resend_lanes, transmit_lanes) = entry[1..].split_at_mut(self.lanes);
-                for (value, column) in resend_lanes.iter_mut().zip(lanes) {
-                    *value = column[row];
+        let src = Src::new(batch.file, batch.offsets[row]);
+        let ts = batch.timestamp_ms()[row];
+        let lanes = columns;
+        if batch.notification()[row] == Notification::Resend as u8 {
+            let at = match group.resends.get(&(slot as u32)).copied() {
+                None => {
+                    let at = group.captured.len();
+                    group.captured.resize(at + 1 + 2 * self.lanes, 0);
+                    at
                 }
-                if transmit != Src(0) {
-                    let (_, bytes) = self.inputs.frame(transmit, self.frame_len);
-                    for (value, word) in transmit_lanes.iter_mut().zip(lane_words(bytes)) {
-                        *value = word;
+                Some((old, at)) => {
+                    if self.row_beats(ts, lanes, row, src, old) {
+                        tally.reject(old, RejectReason::Duplicate);
+                        at as usize
+                    } else {
+                        tally.reject(src, RejectReason::Duplicate);
+                        return;
                     }
                 }
-                continue;
-            }
-            let (word, bit) = (slot / 64, 1u64 << (slot % 64));
-            if group.present[word] & bit == 0 {
-                group.present[word] |= bit;
-                group.kept[slot] = src;
-                if !bulk {
-                    added.push(row as u32);
-                }
-                continue;
-            }
-            demote(&mut bulk, &mut added, k);
-            let old = group.kept[slot];
-            if self.row_beats(ts, lanes, row, src, old) {
-                let (_, old_lanes) = self.inputs.frame(old, self.frame_len);
-                for ((s, old), column) in group.sum.iter_mut().zip(lane_words(old_lanes)).zip(lanes)
-                {
-                    *s = s.wrapping_sub(old).wrapping_add(column[row]);
-                }
-                group.kept[slot] = src;
-                tally.reject(old, RejectReason::Duplicate);
+            };
+            group.resends.insert(slot as u32, (src, at as u32));
+            let transmit = if group.is_present(slot) {
+                group.kept[slot]
             } else {
-                tally.reject(src, RejectReason::Duplicate);
+                Src(0)
+            };
+            let entry = &mut group.captured[at..at + 1 + 2 * self.lanes];
+            entry[0] = transmit.0;
+            let (resend_lanes, transmit_lanes) = entry[1..].split_at_mut(self.lanes);
+            for (value, column) in resend_lanes.iter_mut().zip(lanes) {
+                *value = column[row];
             }
-        }
-        if bulk {
-            for (s, column) in group.sum.iter_mut().zip(lanes) {
-                *s = s.wrapping_add(column_sum(&column[run.clone()]));
-            }
-        } else {
-            for &row in &added {
-                for (s, column) in group.sum.iter_mut().zip(lanes) {
-                    *s = s.wrapping_add(column[row as usize]);
+            if transmit != Src(0) {
+                let (_, bytes) = self.inputs.frame(transmit, self.frame_len);
+                for (value, word) in transmit_lanes.iter_mut().zip(lane_words(bytes)) {
+                    *value = word;
                 }
             }
+            return;
         }
-        tally.added = added;
+        let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+        if group.present[word] & bit == 0 {
+            group.present[word] |= bit;
+            group.kept[slot] = src;
+            for (s, column) in group.sum.iter_mut().zip(lanes) {
+                *s = s.wrapping_add(column[row]);
+            }
+            return;
+        }
+        let old = group.kept[slot];
+        if self.row_beats(ts, lanes, row, src, old) {
+            let (_, old_lanes) = self.inputs.frame(old, self.frame_len);
+            for ((s, old), column) in group.sum.iter_mut().zip(lane_words(old_lanes)).zip(lanes) {
+                *s = s.wrapping_sub(old).wrapping_add(column[row]);
+            }
+            group.kept[slot] = src;
+            tally.reject(old, RejectReason::Duplicate);
+        } else {
+            tally.reject(src, RejectReason::Duplicate);
+        }
     }
 
     /// Whether row `row` (timestamp `ts`, at `src`) is kept over the frame at `old`: the smaller
@@ -1088,7 +1033,17 @@ impl<'a> ColumnarAggregator<'a> {
                     accepted.push((row as u32, slot as u32));
                 }
             }
-            self.apply(&mut group, &batch, 0..0, &accepted, &mut tally);
+            let lanes: Vec<&[u64]> = (0..self.lanes).map(|l| batch.lane(l)).collect();
+            for (row, slot) in accepted {
+                self.apply(
+                    &mut group,
+                    &batch,
+                    &lanes,
+                    row as usize,
+                    slot as usize,
+                    &mut tally,
+                );
+            }
         }
         let (row, mut rejects, kept) = self.settle(net, round, info, &group);
         let duplicates = tally.counts[RejectReason::Duplicate as usize];
