@@ -268,8 +268,9 @@ type Settled = (RoundResult, Vec<(Src, RejectReason)>, u64);
 enum State {
     /// Frames are being added.
     Open(Box<Group>),
-    /// Settled early to free memory (see [`ColumnarAggregator::with_budget`]).
-    Settled(Box<Settled>),
+    /// Settled early to free memory (see [`ColumnarAggregator::with_budget`]): its result is
+    /// row `.0` of the [`SettledStore`], and the group table holds that index instead of a cell.
+    Settled(u32),
     /// Frames arrived after the group was settled early: it is aggregated again at the end
     /// from the byte ranges its frames came from.
     Dirty,
@@ -284,6 +285,129 @@ struct Cell {
     /// Duplicates reported while open, withdrawn if the group is aggregated again.
     reported: u64,
     reported_srcs: Vec<Src>,
+}
+
+/// What the group table holds for a (net, round): the live cell, or, once the round was settled
+/// early, only the index of its row in the [`SettledStore`].
+#[derive(Debug)]
+enum Entry {
+    Live(Arc<GroupCell>),
+    Settled(u32),
+}
+
+/// Rounds settled early, a few dozen bytes each: a settled round gives up its cell, its group
+/// buffers and its heap-allocated row, so that memory grows by little more than this per round
+/// over logs of hundreds of thousands of rounds.
+#[derive(Debug, Default)]
+struct SettledStore {
+    lanes: usize,
+    rows: Vec<SettledRow>,
+    /// `lanes` words per row: the sums (zeros unless the status is ok).
+    sums: Vec<u64>,
+    /// What few rounds have: flagged clients, rejects, reported duplicates, further ranges.
+    extras: HashMap<u32, SettledExtras>,
+}
+
+#[derive(Debug)]
+struct SettledRow {
+    key: u64,
+    expected: u32,
+    present: u32,
+    resent: u32,
+    status: RoundStatus,
+    /// The round got frames after it was settled; a dirty cell has taken over.
+    superseded: bool,
+    /// Duplicates reported while it was open.
+    reported: u32,
+    /// The first of its byte ranges (file, first offset, last offset).
+    range: (u32, u64, u64),
+}
+
+#[derive(Debug, Default)]
+struct SettledExtras {
+    exposed: Vec<u32>,
+    rejects: Vec<(Src, RejectReason)>,
+    reported_srcs: Vec<Src>,
+    more_ranges: Vec<(u32, u64, u64)>,
+}
+
+impl SettledStore {
+    /// Stores the settled round `key` whose cell is `cell`; returns its row index.
+    fn push(&mut self, key: u64, settled: Settled, cell: &Cell) -> u32 {
+        let (row, rejects, _) = settled;
+        let index = self.rows.len() as u32;
+        match &row.sum {
+            Some(sum) if sum.len() == self.lanes => self.sums.extend_from_slice(sum),
+            _ => self.sums.resize(self.sums.len() + self.lanes, 0),
+        }
+        self.rows.push(SettledRow {
+            key,
+            expected: row.expected as u32,
+            present: row.present as u32,
+            resent: row.resent as u32,
+            status: row.status,
+            superseded: false,
+            reported: cell.reported as u32,
+            range: cell.ranges.first().copied().unwrap_or((0, 0, 0)),
+        });
+        let more_ranges = cell.ranges.get(1..).unwrap_or(&[]).to_vec();
+        if !row.exposed.is_empty()
+            || !rejects.is_empty()
+            || !cell.reported_srcs.is_empty()
+            || !more_ranges.is_empty()
+        {
+            self.extras.insert(
+                index,
+                SettledExtras {
+                    exposed: row.exposed,
+                    rejects,
+                    reported_srcs: cell.reported_srcs.clone(),
+                    more_ranges,
+                },
+            );
+        }
+        index
+    }
+
+    /// Marks row `index` superseded and returns a dirty cell that carries what redoing the round
+    /// needs: its byte ranges and the duplicates reported while it was open.
+    fn revive(&mut self, index: u32) -> Cell {
+        let row = &mut self.rows[index as usize];
+        row.superseded = true;
+        let mut ranges = vec![row.range];
+        let mut reported_srcs = Vec::new();
+        if let Some(extras) = self.extras.get_mut(&index) {
+            ranges.append(&mut extras.more_ranges);
+            reported_srcs = std::mem::take(&mut extras.reported_srcs);
+        }
+        Cell {
+            state: State::Dirty,
+            ranges,
+            reported: u64::from(row.reported),
+            reported_srcs,
+        }
+    }
+
+    /// Row `index` as a settled result.
+    fn result(&mut self, index: u32) -> Settled {
+        let row = &self.rows[index as usize];
+        let (net, round) = ((row.key >> 32) as u32, row.key as u32);
+        let at = index as usize * self.lanes;
+        let sum = (row.status == RoundStatus::Ok).then(|| self.sums[at..at + self.lanes].to_vec());
+        let extras = self.extras.remove(&index).unwrap_or_default();
+        let result = RoundResult {
+            dc_net_id: net,
+            round,
+            expected: row.expected as usize,
+            present: row.present as usize,
+            resent: row.resent as usize,
+            status: row.status,
+            sum,
+            exposed: extras.exposed,
+        };
+        let kept = u64::from(row.present) + u64::from(row.resent);
+        (result, extras.rejects, kept)
+    }
 }
 
 /// The shared handle of a group: its state, and when it was last used (for eviction).
@@ -446,7 +570,7 @@ pub fn sum_rows(acc: &mut [u64], rows: &[u64]) {
     }
 }
 
-type Shard = Mutex<HashMap<u64, Arc<GroupCell>>>;
+type Shard = Mutex<HashMap<u64, Entry>>;
 const SHARDS: usize = 64;
 
 /// DESIGN §5 over frame batches from any number of threads at once.
@@ -462,6 +586,7 @@ pub struct ColumnarAggregator<'a> {
     clock: AtomicU64,
     evicting: Mutex<()>,
     spare: Mutex<Vec<Group>>,
+    settled: Mutex<SettledStore>,
 }
 
 /// Heap bytes of open groups before the oldest are settled early, unless configured otherwise.
@@ -495,6 +620,10 @@ impl<'a> ColumnarAggregator<'a> {
             clock: AtomicU64::new(0),
             evicting: Mutex::new(()),
             spare: Mutex::new(Vec::new()),
+            settled: Mutex::new(SettledStore {
+                lanes,
+                ..SettledStore::default()
+            }),
         }
     }
 
@@ -519,15 +648,29 @@ impl<'a> ColumnarAggregator<'a> {
         }
     }
 
+    /// The live cell of (net, round): a new open group the first time, and for a round settled
+    /// early a dirty cell that takes over from its stored row.
     fn group(&self, net: u32, round: u32, roster: usize) -> Arc<GroupCell> {
         let key = (u64::from(net) << 32) | u64::from(round);
-        let shard = &self.shards[(net as usize ^ round as usize) % SHARDS];
-        lock(shard)
-            .entry(key)
-            .or_insert_with(|| {
+        let mut shard = lock(self.shard(key));
+        match shard.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut entry) => match entry.get() {
+                Entry::Live(cell) => cell.clone(),
+                &Entry::Settled(index) => {
+                    let cell = lock(&self.settled).revive(index);
+                    let handle = Arc::new(GroupCell {
+                        touched: AtomicU64::new(0),
+                        open: AtomicBool::new(false),
+                        cell: Mutex::new(cell),
+                    });
+                    entry.insert(Entry::Live(handle.clone()));
+                    handle
+                }
+            },
+            std::collections::hash_map::Entry::Vacant(entry) => {
                 self.open_bytes
                     .fetch_add(Group::footprint(roster), AtomicOrdering::Relaxed);
-                Arc::new(GroupCell {
+                let handle = Arc::new(GroupCell {
                     touched: AtomicU64::new(0),
                     open: AtomicBool::new(true),
                     cell: Mutex::new(Cell {
@@ -536,9 +679,27 @@ impl<'a> ColumnarAggregator<'a> {
                         reported: 0,
                         reported_srcs: Vec::new(),
                     }),
-                })
-            })
-            .clone()
+                });
+                entry.insert(Entry::Live(handle.clone()));
+                handle
+            }
+        }
+    }
+
+    fn shard(&self, key: u64) -> &Shard {
+        let (net, round) = ((key >> 32) as usize, key as u32 as usize);
+        &self.shards[(net ^ round) % SHARDS]
+    }
+
+    /// Points the table at the stored row of a settled cell (unless it already moved on), so
+    /// that the cell and its buffers can go.
+    fn retire(&self, key: u64, handle: &Arc<GroupCell>, index: u32) {
+        let mut shard = lock(self.shard(key));
+        if let Some(entry) = shard.get_mut(&key)
+            && matches!(entry, Entry::Live(cell) if Arc::ptr_eq(cell, handle))
+        {
+            *entry = Entry::Settled(index);
+        }
     }
 
     fn fresh_group(&self, roster: usize) -> Box<Group> {
@@ -570,7 +731,10 @@ impl<'a> ColumnarAggregator<'a> {
         };
         let mut cells: Vec<(u64, u64, Arc<GroupCell>)> = Vec::new();
         for shard in &self.shards {
-            for (&key, cell) in lock(shard).iter() {
+            for (&key, entry) in lock(shard).iter() {
+                let Entry::Live(cell) = entry else {
+                    continue;
+                };
                 if !cell.open.load(AtomicOrdering::Relaxed) {
                     continue;
                 }
@@ -600,7 +764,11 @@ impl<'a> ColumnarAggregator<'a> {
             }
             handle.open.store(false, AtomicOrdering::Relaxed);
             if let State::Open(group) = std::mem::replace(&mut cell.state, State::Dirty) {
-                cell.state = State::Settled(Box::new(self.settle(net, key as u32, info, &group)));
+                let settled = self.settle(net, key as u32, info, &group);
+                let index = lock(&self.settled).push(key, settled, &cell);
+                cell.state = State::Settled(index);
+                drop(cell);
+                self.retire(key, &handle, index);
                 // Reuse the buffers for the next group: freeing thousands of 8 KiB blocks and
                 // allocating small settled rows in between fragments the heap.
                 // Keep at most a quarter of the budget in spare buffers.
@@ -701,82 +869,93 @@ impl<'a> ColumnarAggregator<'a> {
             }
             row += 1;
         };
-        let handle = self.group(net, round, info.clients.len());
-        handle.touched.store(
-            self.clock.fetch_add(1, AtomicOrdering::Relaxed),
-            AtomicOrdering::Relaxed,
-        );
-        let mut cell = lock(&handle.cell);
-        let cell = &mut *cell;
-        // The run's rows lie between these offsets; a redo filters by (net, round), so the
-        // range may hold other frames too.
-        let (first, last) = (offsets[row], offsets[end - 1]);
-        match cell.ranges.iter_mut().find(|(f, _, _)| *f == file) {
-            Some((_, lo, hi)) => {
-                *lo = (*lo).min(first);
-                *hi = (*hi).max(last);
+        let key = (u64::from(net) << 32) | u64::from(round);
+        loop {
+            let handle = self.group(net, round, info.clients.len());
+            handle.touched.store(
+                self.clock.fetch_add(1, AtomicOrdering::Relaxed),
+                AtomicOrdering::Relaxed,
+            );
+            let mut guard = lock(&handle.cell);
+            // Settled early between the table lookup and the lock: its row is stored, so take
+            // the cell out of the table (if eviction has not yet) and look again, which revives
+            // the round as a dirty cell.
+            if let State::Settled(index) = guard.state {
+                drop(guard);
+                self.retire(key, &handle, index);
+                continue;
             }
-            None => cell.ranges.push((file, first, last)),
-        }
-        let State::Open(group) = &mut cell.state else {
-            // Settled early: the group is aggregated again at the end from its ranges; here
-            // only the per-frame rejects count.
-            cell.state = State::Dirty;
-            for row in row + 1..end {
-                if let Err(reason) = classify(row) {
-                    tally.reject(src(row), reason);
+            let cell = &mut *guard;
+            // The run's rows lie between these offsets; a redo filters by (net, round), so the
+            // range may hold other frames too.
+            let (first, last) = (offsets[row], offsets[end - 1]);
+            match cell.ranges.iter_mut().find(|(f, _, _)| *f == file) {
+                Some((_, lo, hi)) => {
+                    *lo = (*lo).min(first);
+                    *hi = (*hi).max(last);
                 }
+                None => cell.ranges.push((file, first, last)),
+            }
+            let State::Open(group) = &mut cell.state else {
+                // Dirty (settled early, then revived): the group is aggregated again at the end
+                // from its ranges; here only the per-frame rejects count.
+                for row in row + 1..end {
+                    if let Err(reason) = classify(row) {
+                        tally.reject(src(row), reason);
+                    }
+                }
+                return;
+            };
+            let duplicates_before = tally.counts[RejectReason::Duplicate as usize];
+            let listed = tally.rejects.len();
+            let mut columns: [&[u64]; MAX_LANES] = [&[]; MAX_LANES];
+            for (l, column) in columns.iter_mut().enumerate().take(self.lanes) {
+                *column = batch.lane(l);
+            }
+            let columns = &columns[..self.lanes];
+            let mut sums = [0u64; MAX_LANES];
+            let sums_of_run = &mut sums[..self.lanes];
+            // The first usable row goes the general way; the rest try the fast path first: a
+            // transmit with its bit set, on time, of a roster client not yet present.
+            self.apply(group, batch, columns, row, slot, tally);
+            let bits = transmission.values();
+            let fast = FastRows {
+                codes,
+                bit_bytes: bits.values(),
+                bit_offset: bits.offset(),
+                on_time: deadline.unwrap_or(u64::MAX),
+                clients,
+                timestamps,
+                offsets,
+                file,
+                columns,
+                index: &info.index,
+            };
+            let mut row = row + 1;
+            while row < end {
+                row = fast.take(row, end, &mut group.present, &mut group.kept, sums_of_run);
+                if row == end {
+                    break;
+                }
+                match classify(row) {
+                    Ok(slot) => self.apply(group, batch, columns, row, slot, tally),
+                    Err(reason) => tally.reject(src(row), reason),
+                }
+                row += 1;
+            }
+            for (sum, run) in group.sum.iter_mut().zip(sums_of_run.iter()) {
+                *sum = sum.wrapping_add(*run);
+            }
+            cell.reported += tally.counts[RejectReason::Duplicate as usize] - duplicates_before;
+            if tally.collect {
+                cell.reported_srcs.extend(
+                    tally.rejects[listed..]
+                        .iter()
+                        .filter(|(_, reason)| *reason == RejectReason::Duplicate)
+                        .map(|&(src, _)| src),
+                );
             }
             return;
-        };
-        let duplicates_before = tally.counts[RejectReason::Duplicate as usize];
-        let listed = tally.rejects.len();
-        let mut columns: [&[u64]; MAX_LANES] = [&[]; MAX_LANES];
-        for (l, column) in columns.iter_mut().enumerate().take(self.lanes) {
-            *column = batch.lane(l);
-        }
-        let columns = &columns[..self.lanes];
-        let mut sums = [0u64; MAX_LANES];
-        let sums_of_run = &mut sums[..self.lanes];
-        // The first usable row goes the general way; the rest try the fast path first: a
-        // transmit with its bit set, on time, of a roster client not yet present.
-        self.apply(group, batch, columns, row, slot, tally);
-        let bits = transmission.values();
-        let fast = FastRows {
-            codes,
-            bit_bytes: bits.values(),
-            bit_offset: bits.offset(),
-            on_time: deadline.unwrap_or(u64::MAX),
-            clients,
-            timestamps,
-            offsets,
-            file,
-            columns,
-            index: &info.index,
-        };
-        let mut row = row + 1;
-        while row < end {
-            row = fast.take(row, end, &mut group.present, &mut group.kept, sums_of_run);
-            if row == end {
-                break;
-            }
-            match classify(row) {
-                Ok(slot) => self.apply(group, batch, columns, row, slot, tally),
-                Err(reason) => tally.reject(src(row), reason),
-            }
-            row += 1;
-        }
-        for (sum, run) in group.sum.iter_mut().zip(sums_of_run.iter()) {
-            *sum = sum.wrapping_add(*run);
-        }
-        cell.reported += tally.counts[RejectReason::Duplicate as usize] - duplicates_before;
-        if tally.collect {
-            cell.reported_srcs.extend(
-                tally.rejects[listed..]
-                    .iter()
-                    .filter(|(_, reason)| *reason == RejectReason::Duplicate)
-                    .map(|&(src, _)| src),
-            );
         }
     }
 
@@ -866,11 +1045,29 @@ impl<'a> ColumnarAggregator<'a> {
         order == Ordering::Less
     }
 
+    /// The cell of a round whose row is in the store and was never revived.
+    fn settled_cell(index: u32) -> Cell {
+        Cell {
+            state: State::Settled(index),
+            ranges: Vec::new(),
+            reported: 0,
+            reported_srcs: Vec::new(),
+        }
+    }
+
     /// Settles every group and merges the workers' tallies into the report.
     pub fn finish(self, tallies: Vec<Tally>) -> AggregateReport {
+        let mut store = std::mem::take(&mut *lock(&self.settled));
         let mut cells: Vec<(u64, Cell)> = Vec::new();
         for shard in &self.shards {
-            for (key, handle) in lock(shard).drain() {
+            for (key, entry) in lock(shard).drain() {
+                let handle = match entry {
+                    Entry::Live(handle) => handle,
+                    Entry::Settled(index) => {
+                        cells.push((key, Self::settled_cell(index)));
+                        continue;
+                    }
+                };
                 let cell = match Arc::try_unwrap(handle) {
                     Ok(handle) => handle
                         .cell
@@ -911,12 +1108,22 @@ impl<'a> ColumnarAggregator<'a> {
                 }
                 (key, net, info, cell)
             })
+            // Stored rows come out in order here; the groups still to settle or redo go to
+            // the pool.
+            .map(|(key, net, info, cell)| match cell.state {
+                State::Settled(index) => Ok(store.result(index)),
+                state => Err((key, net, info, state, cell.ranges)),
+            })
             .collect::<Vec<_>>()
             .into_par_iter()
-            .map(|(key, net, info, cell)| match cell.state {
-                State::Open(group) => self.settle(net, key as u32, info, &group),
-                State::Settled(settled) => *settled,
-                State::Dirty => self.redo(net, key as u32, info, &cell.ranges, collect),
+            .map(|work| match work {
+                Ok(settled) => settled,
+                Err((key, net, info, state, ranges)) => match state {
+                    State::Open(group) => self.settle(net, key as u32, info, &group),
+                    State::Dirty | State::Settled(_) => {
+                        self.redo(net, key as u32, info, &ranges, collect)
+                    }
+                },
             })
             .collect();
         let mut report = AggregateReport {
