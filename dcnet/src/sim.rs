@@ -105,9 +105,12 @@ pub struct NetPlan {
     /// The ends of every edge as roster indices `(lower id, higher id)`, in `graph.edges()`
     /// order: the lower id adds the edge key, the higher one subtracts it (DESIGN §1).
     ends: Vec<(u32, u32)>,
-    /// Per household, the hash of `(sim seed, net, client id)`: the common prefix of all its
-    /// per-round random draws (see [`unit`]).
-    prefixes: Vec<u64>,
+    /// Per household, what the reading model needs, in roster order.
+    homes: Vec<Home>,
+    /// The edges (indices into `ends`) of roster index `i` are
+    /// `incident_edges[incident_start[i]..incident_start[i + 1]]`.
+    incident_start: Vec<usize>,
+    incident_edges: Vec<u32>,
 }
 
 /// The net id of the `index`-th simulated net.
@@ -142,11 +145,31 @@ fn to_unit(hash: u64) -> f64 {
     (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Salts of the two hashes behind a household's draws in a round (see [`Draws`]).
-const SALT_DRAWS_A: u64 = 1;
+/// Salt of the second hash behind a household's draws in a round (see [`Draws`]).
 const SALT_DRAWS_B: u64 = 2;
-const SALT_SPIKE_SIZE: u64 = 5;
 const SALT_CLOUD: u64 = 6;
+
+/// Simulated energies are integers in units of 2^-36 Wh: a reading then costs a few integer
+/// multiplications, with no float conversions or table interpolation per frame (the reading
+/// model was the largest part of the simulator's profile). The unit is fine enough that the
+/// rounding to whole Wh at the end is the only one that matters.
+const WH_SHIFT: u32 = 36;
+/// Half a Wh in that unit, for rounding to the nearest Wh.
+const HALF_WH: u64 = 1 << (WH_SHIFT - 1);
+/// The H25 share of the annual consumption in a quarter hour is held in units of 2^-40; with
+/// annual consumptions below 2^23 Wh the product stays below 2^63.
+const SHARE_SHIFT: u32 = 40;
+/// Noise factors are held in units of 2^-16.
+const NOISE_SHIFT: u32 = 16;
+
+/// A household spikes (kettle, oven, washing machine) in 3% of the quarter hours: the spike
+/// draw (32 bits) is below this threshold.
+const SPIKE_THRESHOLD: u64 = (1 << 32) * 3 / 100;
+/// A spike adds 100 Wh ...
+const SPIKE_BASE: u64 = 100 << WH_SHIFT;
+/// ... plus up to 500 Wh, uniformly: a spiking draw is uniform below the threshold, so it is
+/// scaled by 500 Wh / threshold.
+const SPIKE_STEP: u64 = (500 << WH_SHIFT) / SPIKE_THRESHOLD;
 
 impl NetPlan {
     /// Draws net `index`: client ids, households, key graph and edge seeds.
@@ -161,7 +184,7 @@ impl NetPlan {
         let mut shuffled = ids.clone();
         shuffled.shuffle(&mut rng);
         let graph = KeyGraph::random(dc_net_id, &shuffled, config.degree, &mut rng)?;
-        let households = ids
+        let households: Vec<Household> = ids
             .iter()
             .map(|&client_id| Household {
                 client_id,
@@ -184,10 +207,11 @@ impl NetPlan {
             ids.binary_search(&client)
                 .map_or(0, |i| u32::try_from(i).unwrap_or(u32::MAX))
         };
-        let ends = graph.edges().map(|(a, b)| (index(a), index(b))).collect();
-        let prefixes = ids
+        let ends: Vec<(u32, u32)> = graph.edges().map(|(a, b)| (index(a), index(b))).collect();
+        let (incident_start, incident_edges) = incidence(ids.len(), &ends);
+        let homes = households
             .iter()
-            .map(|&client| household_prefix(config, dc_net_id, client))
+            .map(|household| Home::new(config, dc_net_id, household))
             .collect();
         Ok(Self {
             dc_net_id,
@@ -195,7 +219,9 @@ impl NetPlan {
             households,
             seeds,
             ends,
-            prefixes,
+            homes,
+            incident_start,
+            incident_edges,
         })
     }
 
@@ -203,13 +229,42 @@ impl NetPlan {
     pub fn seeds(&self) -> &[EdgeSeed] {
         &self.seeds
     }
+
+    /// The edges (indices into `ends`) of the client at roster index `i`.
+    fn incident(&self, i: usize) -> &[u32] {
+        &self.incident_edges[self.incident_start[i]..self.incident_start[i + 1]]
+    }
 }
 
-/// Everything about a round that is the same for every household of a net.
+/// The edges of every client, as compressed lists: `(start, edges)` with the edges of
+/// roster index `i` at `edges[start[i]..start[i + 1]]`.
+fn incidence(clients: usize, ends: &[(u32, u32)]) -> (Vec<usize>, Vec<u32>) {
+    let mut start = vec![0usize; clients + 1];
+    for &(low, high) in ends {
+        start[low as usize + 1] += 1;
+        start[high as usize + 1] += 1;
+    }
+    for i in 0..clients {
+        start[i + 1] += start[i];
+    }
+    let mut next = start.clone();
+    let mut edges = vec![0u32; start[clients]];
+    for (e, &(low, high)) in ends.iter().enumerate() {
+        for end in [low, high] {
+            edges[next[end as usize]] = e as u32;
+            next[end as usize] += 1;
+        }
+    }
+    (start, edges)
+}
+
+/// Everything about a round that is the same for every household of a net, in fixed point.
 struct RoundSetting {
-    /// Wh drawn in the quarter hour per kWh of annual consumption (BDEW H25).
-    wh_per_annual_kwh: f64,
-    sky: Sky,
+    /// The share of a household's annual consumption drawn in the quarter hour (BDEW H25), in
+    /// units of 2^-40.
+    load_share: u64,
+    /// PV energy per Wp installed in the quarter hour, in units of 2^-36 Wh (0 at night).
+    pv_per_wp: u64,
 }
 
 impl RoundSetting {
@@ -218,65 +273,87 @@ impl RoundSetting {
         let civil = Civil::from_unix_seconds(start);
         let day = start / 86_400;
         let cloud = 0.2 + 0.8 * unit(&[config.seed, u64::from(net), day, SALT_CLOUD]);
+        // H25 gives Wh per kWh of annual consumption; per Wh it is a thousandth of that.
+        let share = H25::get().wh(civil.month, civil.day_type(), civil.quarter, 1.0) / 1000.0;
+        let sky = Sky::new(civil.month, civil.quarter, cloud);
         Self {
-            wh_per_annual_kwh: H25::get().wh(civil.month, civil.day_type(), civil.quarter, 1.0),
-            sky: Sky::new(civil.month, civil.quarter, cloud),
+            load_share: to_fixed(share, SHARE_SHIFT),
+            pv_per_wp: to_fixed(sky.pv_wh(0.001), WH_SHIFT),
         }
     }
 }
 
-/// A household's random draws for one round.
-///
-/// Two hashes continue the household's prefix with the round, and each gives two 32-bit
-/// uniform draws: plenty of resolution for a 1% dropout or a noise quantile, at half the
-/// hashing of one hash per draw (hashing was a fifth of the simulator's time).
+/// `value · 2^shift`, rounded, for a non-negative `value` well inside the u64 range.
+fn to_fixed(value: f64, shift: u32) -> u64 {
+    (value * (1u64 << shift) as f64).round() as u64
+}
+
+/// One household as the reading model sees it: the hash prefix of its draws and its
+/// constants in fixed point.
+#[derive(Debug, Clone, Copy)]
+struct Home {
+    /// The hash of `(sim seed, net, client id)`: the common prefix of all its per-round
+    /// random draws (see [`unit`]).
+    prefix: u64,
+    /// Annual consumption, Wh (below 2^23).
+    annual_wh: u64,
+    /// Installed PV peak power, Wp (0 without PV).
+    pv_wp: u64,
+}
+
+impl Home {
+    fn new(config: &SimConfig, net: u32, household: &Household) -> Self {
+        Self {
+            prefix: household_prefix(config, net, household.client_id),
+            annual_wh: to_fixed(household.annual_kwh * 1000.0, 0),
+            pv_wp: to_fixed(household.pv_kwp * 1000.0, 0),
+        }
+    }
+}
+
+/// A household's random draws for one round: two 64-bit hashes, cut into independent
+/// fields (dropout and noise from the first, spike and timestamp from the second). 32 bits
+/// give plenty of resolution for a 1% dropout, a 3% spike or a timestamp in milliseconds,
+/// and two hashes cost less than one per draw.
 #[derive(Clone, Copy, Default)]
 struct Draws {
-    round_hash: u64,
     a: u64,
     b: u64,
 }
 
-// Through u32: converting a u64 to f64 takes a branchy sequence on baseline x86-64, a u32
-// one instruction.
-fn high_unit(hash: u64) -> f64 {
-    f64::from((hash >> 32) as u32) * (1.0 / 4_294_967_296.0)
-}
-
-fn low_unit(hash: u64) -> f64 {
-    f64::from(hash as u32) * (1.0 / 4_294_967_296.0)
-}
-
 impl Draws {
     fn new(prefix: u64, round: u32) -> Self {
-        let round_hash = chain(prefix, u64::from(round));
+        let a = chain(prefix, u64::from(round));
         Self {
-            round_hash,
-            a: chain(round_hash, SALT_DRAWS_A),
-            b: chain(round_hash, SALT_DRAWS_B),
+            a,
+            b: chain(a, SALT_DRAWS_B),
         }
     }
 
-    fn dropout(self) -> f64 {
-        high_unit(self.a)
+    /// Uniform in 0..2^32, compared against [`dropout_threshold`].
+    fn dropout(self) -> u64 {
+        self.a >> 32
     }
 
-    fn noise(self) -> f64 {
-        low_unit(self.a)
+    /// Uniform in 0..NOISE_BINS.
+    fn noise_bin(self) -> usize {
+        ((self.a as u32) >> (32 - NOISE_BITS)) as usize
     }
 
-    fn spike(self) -> f64 {
-        high_unit(self.b)
+    /// Uniform in 0..2^32, compared against [`SPIKE_THRESHOLD`].
+    fn spike(self) -> u64 {
+        self.b >> 32
     }
 
-    fn timestamp(self) -> f64 {
-        low_unit(self.b)
+    /// Uniform in 0..spread_ms (below 2^32).
+    fn offset_ms(self, spread_ms: u64) -> u64 {
+        (u64::from(self.b as u32) * spread_ms) >> 32
     }
+}
 
-    /// Only spiking households need this one, so it is hashed on demand.
-    fn spike_size(self) -> f64 {
-        to_unit(chain(self.round_hash, SALT_SPIKE_SIZE))
-    }
+/// The dropout draws (uniform in 0..2^32) below which a client misses a round.
+fn dropout_threshold(dropout: f64) -> u64 {
+    to_fixed(dropout.clamp(0.0, 1.0), 32)
 }
 
 fn household_prefix(config: &SimConfig, net: u32, client: u32) -> u64 {
@@ -287,29 +364,40 @@ fn household_prefix(config: &SimConfig, net: u32, client: u32) -> u64 {
 
 /// The reading of `household` in `round`, lane by lane (see [`LANE_MEANINGS`]).
 pub fn reading(config: &SimConfig, net: u32, household: &Household, round: u32, out: &mut [u64]) {
-    let prefix = household_prefix(config, net, household.client_id);
+    let home = Home::new(config, net, household);
     let setting = RoundSetting::new(config, net, round);
-    reading_in(&setting, household, Draws::new(prefix, round), out);
+    let (import, export) = import_export(
+        &setting,
+        &home,
+        Draws::new(home.prefix, round),
+        noise_table(),
+    );
+    fill_lanes(import, export, out);
 }
 
+/// The household's Wh imported and exported in the round.
 #[inline]
-fn reading_in(setting: &RoundSetting, household: &Household, draws: Draws, out: &mut [u64]) {
-    // Multiplicative log-normal noise (sigma 0.35) and occasional appliance spikes.
-    let mut load =
-        setting.wh_per_annual_kwh * household.annual_kwh * noise_multiplier(draws.noise());
-    if draws.spike() < 0.03 {
-        load += 100.0 + 500.0 * draws.spike_size();
+fn import_export(
+    setting: &RoundSetting,
+    home: &Home,
+    draws: Draws,
+    noise: &[u32; NOISE_BINS],
+) -> (u64, u64) {
+    // The H25 load scaled to the household (2^-20 Wh, below 2^31), times the multiplicative
+    // log-normal noise (2^-16).
+    let base = (home.annual_wh * setting.load_share) >> (SHARE_SHIFT - (WH_SHIFT - NOISE_SHIFT));
+    let mut load = base * u64::from(noise[draws.noise_bin()]);
+    let spike = draws.spike();
+    if spike < SPIKE_THRESHOLD {
+        load += SPIKE_BASE + spike * SPIKE_STEP;
     }
-    let pv = setting.sky.pv_wh(household.pv_kwp);
-    // Both are >= 0, so adding one half and truncating rounds to nearest. `f64::round` is a
-    // libm call and `as u64` a branchy sequence on baseline x86-64; both showed up in
-    // simulation profiles, while `as i64` is one instruction (plus saturation).
-    let import = ((load - pv).max(0.0) + 0.5) as i64 as u64;
-    let export = ((pv - load).max(0.0) + 0.5) as i64 as u64;
-    if let [only] = out {
-        *only = import;
-        return;
-    }
+    let pv = home.pv_wp * setting.pv_per_wp;
+    let import = (load.saturating_sub(pv) + HALF_WH) >> WH_SHIFT;
+    let export = (pv.saturating_sub(load) + HALF_WH) >> WH_SHIFT;
+    (import, export)
+}
+
+fn fill_lanes(import: u64, export: u64, out: &mut [u64]) {
     for (lane, value) in out.iter_mut().enumerate() {
         *value = match lane {
             0 => import,
@@ -321,27 +409,25 @@ fn reading_in(setting: &RoundSetting, household: &Household, draws: Draws, out: 
     }
 }
 
-/// Equal-probability bins of the tabulated noise distribution.
-const NOISE_BINS: usize = 1024;
+/// Equal-probability bins of the tabulated noise distribution, 2^NOISE_BITS.
+const NOISE_BITS: u32 = 12;
+const NOISE_BINS: usize = 1 << NOISE_BITS;
 
-/// The log-normal noise factor `exp(0.35 · z)`, `z` standard normal, for a uniform draw `u`.
-///
-/// Inverse-CDF sampling from a table of the factor at the midpoints of [`NOISE_BINS`]
-/// equal-probability bins, interpolated linearly: a table lookup instead of the `ln`, `cos`
-/// and `exp` of Box-Muller, which dominated the simulator's profile. The table (8 KiB) stays
-/// in the L1 cache; the tails are cut at about ±3.1 sigma.
-fn noise_multiplier(u: f64) -> f64 {
-    static TABLE: OnceLock<Vec<f64>> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        (0..NOISE_BINS)
-            .map(|i| (0.35 * inverse_normal_cdf((i as f64 + 0.5) / NOISE_BINS as f64)).exp())
-            .collect()
-    });
-    let position = (u * NOISE_BINS as f64 - 0.5).clamp(0.0, (NOISE_BINS - 1) as f64);
-    // Through u32, for the same reason as in `high_unit`.
-    let i = (position as u32 as usize).min(NOISE_BINS - 2);
-    let fraction = position - i as f64;
-    table[i] + fraction * (table[i + 1] - table[i])
+/// The log-normal noise factor `exp(0.35 · z)`, `z` standard normal, in units of 2^-16, at
+/// the midpoints of [`NOISE_BINS`] equal-probability bins: a uniform bin is an
+/// inverse-CDF sample, a lookup instead of the `ln`, `cos` and `exp` of Box-Muller. The
+/// table (16 KiB) stays in the L1 cache; the tails are cut at about ±3.7 sigma.
+fn noise_table() -> &'static [u32; NOISE_BINS] {
+    static TABLE: OnceLock<Box<[u32; NOISE_BINS]>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = Box::new([0u32; NOISE_BINS]);
+        for (i, factor) in table.iter_mut().enumerate() {
+            let z = inverse_normal_cdf((i as f64 + 0.5) / NOISE_BINS as f64);
+            // At most exp(0.35 · 3.7) · 2^16 < 2^19.
+            *factor = to_fixed((0.35 * z).exp(), NOISE_SHIFT) as u32;
+        }
+        table
+    })
 }
 
 /// The standard normal quantile function, by P. J. Acklam's rational approximation (relative
@@ -419,11 +505,11 @@ impl Sky {
     /// PV energy of a `kwp` installation in the quarter hour.
     fn pv_wh(&self, kwp: f64) -> f64 {
         match self.shape {
-            Some(shape) if kwp != 0.0 => {
+            Some(shape) => {
                 // kWp · 1000 W · irradiance share · 0.25 h · 0.8 performance ratio.
                 kwp * 1000.0 * self.peak * shape * self.cloud * 0.25 * 0.8
             }
-            _ => 0.0,
+            None => 0.0,
         }
     }
 }
@@ -431,7 +517,7 @@ impl Sky {
 /// Whether client `client` of net `net` misses `round`.
 pub fn is_dropout(config: &SimConfig, net: u32, client: u32, round: u32) -> bool {
     let draws = Draws::new(household_prefix(config, net, client), round);
-    config.dropout > 0.0 && draws.dropout() < config.dropout
+    draws.dropout() < dropout_threshold(config.dropout)
 }
 
 /// Receives what a simulated round produces.
@@ -492,24 +578,34 @@ pub fn run_net_with(
     let mut keys = vec![0u64; plan.seeds.len() * lanes];
     let mut missing = vec![false; n];
     let mut draws = vec![Draws::default(); n];
-    let mut needs_resend = vec![false; n];
-    // (roster index of the present end, edge index) of every edge with one end missing.
-    let mut corrections: Vec<(usize, usize)> = Vec::new();
+    // Roster indices of the round's missing clients, and of the present neighbours that
+    // must resend (each once, in roster order).
+    let mut dropped: Vec<usize> = Vec::new();
+    let mut resenders: Vec<usize> = Vec::new();
     let row = |i: usize| i * lanes..(i + 1) * lanes;
+    let noise = noise_table();
+    let dropout_threshold = dropout_threshold(config.dropout);
     for round in config.first_round..config.first_round.saturating_add(config.rounds) {
         let setting = RoundSetting::new(config, net, round);
-        let mut any_missing = false;
-        for i in 0..n {
-            draws[i] = Draws::new(plan.prefixes[i], round);
-            missing[i] = config.dropout > 0.0 && draws[i].dropout() < config.dropout;
-            any_missing |= missing[i];
-            if !missing[i] {
-                reading_in(
-                    &setting,
-                    &plan.households[i],
-                    draws[i],
-                    &mut readings[row(i)],
-                );
+        dropped.clear();
+        // Missing clients' readings are computed too, never used: cheaper than a branch.
+        let households = plan.homes.iter().zip(&mut draws).zip(&mut missing);
+        for (i, ((home, draw), gone)) in households.enumerate() {
+            *draw = Draws::new(home.prefix, round);
+            *gone = draw.dropout() < dropout_threshold;
+            if *gone {
+                dropped.push(i);
+            }
+        }
+        if lanes == 1 {
+            for ((home, &draw), reading) in plan.homes.iter().zip(&draws).zip(&mut readings) {
+                *reading = import_export(&setting, home, draw, noise).0;
+            }
+        } else {
+            let households = plan.homes.iter().zip(&draws);
+            for ((home, &draw), out) in households.zip(readings.chunks_exact_mut(lanes)) {
+                let (import, export) = import_export(&setting, home, draw, noise);
+                fill_lanes(import, export, out);
             }
         }
         // The lanes are validated by the CLI (1..=32) and `keys` holds one row per seed, so
@@ -517,36 +613,33 @@ pub fn run_net_with(
         let _ = keystream.fill_edges(&plan.seeds, round, lanes, &mut keys);
         masked.copy_from_slice(&readings);
         mask(&plan.ends, &keys, lanes, &mut masked);
-        needs_resend.fill(false);
-        corrections.clear();
-        if any_missing {
-            for (e, &(low, high)) in plan.ends.iter().enumerate() {
-                let (low, high) = (low as usize, high as usize);
-                match (missing[low], missing[high]) {
-                    (false, true) => corrections.push((low, e)),
-                    (true, false) => corrections.push((high, e)),
-                    _ => {}
+        // A resend leaves out the keys shared with missing neighbours: undo them. Only the
+        // edges of the few missing clients are looked at.
+        resenders.clear();
+        for &gone in &dropped {
+            for &e in plan.incident(gone) {
+                let e = e as usize;
+                let (low, high) = (plan.ends[e].0 as usize, plan.ends[e].1 as usize);
+                let present = if low == gone { high } else { low };
+                if missing[present] {
+                    continue;
+                }
+                if !resenders.contains(&present) {
+                    resenders.push(present);
+                    corrected[row(present)].copy_from_slice(&masked[row(present)]);
+                }
+                let key = &keys[row(e)];
+                if present == low {
+                    sub_lanes(&mut corrected[row(present)], key);
+                } else {
+                    add_lanes(&mut corrected[row(present)], key);
                 }
             }
         }
-        // A resend leaves out the keys shared with missing neighbours: undo them.
-        for &(i, e) in &corrections {
-            if !needs_resend[i] {
-                needs_resend[i] = true;
-                corrected[row(i)].copy_from_slice(&masked[row(i)]);
-            }
-            let key = &keys[row(e)];
-            if plan.ends[e].0 as usize == i {
-                sub_lanes(&mut corrected[row(i)], key);
-            } else {
-                add_lanes(&mut corrected[row(i)], key);
-            }
-        }
+        resenders.sort_unstable();
         let round_start = round_start_ms(round);
         let timestamp = |draws: Draws, base_s: u64, spread_s: u64| {
-            round_start
-                + base_s * 1000
-                + (draws.timestamp() * (spread_s * 1000) as f64) as i64 as u64
+            round_start + base_s * 1000 + draws.offset_ms(spread_s * 1000)
         };
         let mut fields = FrameFields {
             notification: Notification::Transmit,
@@ -557,34 +650,29 @@ pub fn run_net_with(
             timestamp_ms: 0,
         };
         let mut sum = vec![0u64; lanes];
-        let mut present = 0;
-        for (i, household) in plan.households.iter().enumerate() {
-            let client = household.client_id;
-            if missing[i] {
-                stats.dropouts += 1;
+        let households = plan.households.iter().zip(&draws).zip(&missing);
+        let rows = readings.chunks_exact(lanes).zip(masked.chunks_exact(lanes));
+        for (((household, &draw), &gone), (reading, masked)) in households.zip(rows) {
+            if gone {
                 continue;
             }
-            present += 1;
-            let reading = &readings[row(i)];
             add_lanes(&mut sum, reading);
-            sink.reading(net, client, round, reading);
-            fields.client_id = client;
-            fields.timestamp_ms = timestamp(draws[i], 1, 120);
-            sink.frame(&fields, &masked[row(i)]);
-            stats.transmits += 1;
-        }
-        let mut resent = 0;
-        fields.notification = Notification::Resend;
-        for (i, household) in plan.households.iter().enumerate() {
-            if !needs_resend[i] {
-                continue;
-            }
+            sink.reading(net, household.client_id, round, reading);
             fields.client_id = household.client_id;
+            fields.timestamp_ms = timestamp(draw, 1, 120);
+            sink.frame(&fields, masked);
+        }
+        fields.notification = Notification::Resend;
+        for &i in &resenders {
+            fields.client_id = plan.households[i].client_id;
             fields.timestamp_ms = timestamp(draws[i], 300, 300);
             sink.frame(&fields, &corrected[row(i)]);
-            resent += 1;
-            stats.resends += 1;
         }
+        let present = n - dropped.len();
+        let resent = resenders.len();
+        stats.transmits += present as u64;
+        stats.dropouts += dropped.len() as u64;
+        stats.resends += resent as u64;
         sink.round_done(round);
         if present == 0 {
             // Nothing of this round reaches the provider, so it has no row either.
@@ -727,19 +815,50 @@ mod tests {
 
     #[test]
     fn noise_is_log_normal_with_sigma_0_35() {
-        let n = 100_000;
-        let logs: Vec<f64> = (0..n)
-            .map(|i| noise_multiplier((i as f64 + 0.5) / n as f64).ln() / 0.35)
+        let logs: Vec<f64> = noise_table()
+            .iter()
+            .map(|&factor| (f64::from(factor) / 65_536.0).ln() / 0.35)
             .collect();
-        let mean = logs.iter().sum::<f64>() / n as f64;
-        let var = logs.iter().map(|z| (z - mean).powi(2)).sum::<f64>() / n as f64;
+        let n = logs.len() as f64;
+        let mean = logs.iter().sum::<f64>() / n;
+        let var = logs.iter().map(|z| (z - mean).powi(2)).sum::<f64>() / n;
         assert!(mean.abs() < 1e-3, "{mean}");
         // The tails beyond the outermost bins are cut, which loses a little variance.
         assert!((0.98..=1.0).contains(&var), "{var}");
-        // The median factor is 1 and the quartiles sit at z = ±0.6745.
-        assert!((noise_multiplier(0.5) - 1.0).abs() < 1e-3);
-        let q3 = noise_multiplier(0.75).ln() / 0.35;
-        assert!((q3 - 0.674_49).abs() < 1e-3, "{q3}");
+        // The median factor is 1 and the upper quartile sits at z = 0.6745 (bin 3072 of
+        // 4096 has its midpoint at p = 0.75012, z = 0.6749).
+        assert!((logs[2047].abs() + logs[2048].abs()) < 2e-3);
+        assert!((logs[3072] - 0.674_49).abs() < 1e-3, "{}", logs[3072]);
+    }
+
+    #[test]
+    fn dropouts_and_spikes_come_at_their_rates() {
+        let config = SimConfig {
+            dropout: 0.01,
+            ..SimConfig::default()
+        };
+        let (mut dropped, mut spiked, mut total) = (0u32, 0u32, 0u32);
+        for client in 0..1000 {
+            for round in 0..100 {
+                let draws = Draws::new(household_prefix(&config, 1, client), round);
+                dropped += u32::from(is_dropout(&config, 1, client, round));
+                spiked += u32::from(draws.spike() < SPIKE_THRESHOLD);
+                total += 1;
+            }
+        }
+        // 100,000 draws: the standard deviations are 0.03% and 0.05%.
+        let rate = |count: u32| f64::from(count) / f64::from(total);
+        assert!((rate(dropped) - 0.01).abs() < 0.0015, "{}", rate(dropped));
+        assert!((rate(spiked) - 0.03).abs() < 0.0025, "{}", rate(spiked));
+    }
+
+    #[test]
+    fn spikes_add_100_to_600_wh() {
+        let lowest = SPIKE_BASE >> WH_SHIFT;
+        let highest =
+            (SPIKE_BASE + (SPIKE_THRESHOLD - 1) * SPIKE_STEP) as f64 / (1u64 << WH_SHIFT) as f64;
+        assert_eq!(lowest, 100);
+        assert!((599.99..600.0).contains(&highest), "{highest}");
     }
 
     #[test]
