@@ -7,7 +7,7 @@
 //! whatever the thread count.
 
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, IsTerminal, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
@@ -17,8 +17,9 @@ use dcnet::sim::{NetPlan, NetStats, SimConfig, SimSink, run_net_with};
 use engine::KeyGraph;
 use engine::keystream::Keystream;
 use indicatif::{ProgressBar, ProgressStyle};
+use ingest::frame::frame_len;
 use ingest::tables::{GlobalCsvWriter, GraphCsvWriter};
-use ingest::{FrameFields, LogError, LogWriter, RoundResult};
+use ingest::{FrameFields, LogHeader, RoundResult};
 use rayon::prelude::*;
 
 use crate::cli::SimulateConfig;
@@ -39,23 +40,87 @@ pub struct SimSummary {
 /// core busy, few enough to bound the memory held for the shared files.
 const NETS_PER_CORE_IN_FLIGHT: usize = 4;
 
+/// Frames are encoded straight into a buffer of this size and written when it is full: small
+/// enough to stay in the core's L2 cache, where the kernel copies it from into the page
+/// cache, large enough that system calls cost nothing.
+const WRITE_CHUNK: usize = 256 << 10;
+
+/// One net's round log, written in [`WRITE_CHUNK`]s.
+struct LogFile {
+    file: File,
+    header: LogHeader,
+    buffer: Vec<u8>,
+    frames: u64,
+    error: Option<std::io::Error>,
+}
+
+impl LogFile {
+    fn create(path: &Path, lanes: u8, created_ms: u64) -> Result<Self> {
+        let mut file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let header = LogHeader {
+            lanes,
+            created_ms,
+            frame_count: 0,
+        };
+        file.write_all(&header.encode())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self {
+            file,
+            header,
+            buffer: Vec::with_capacity(WRITE_CHUNK + frame_len(usize::from(lanes))),
+            frames: 0,
+            error: None,
+        })
+    }
+
+    #[inline]
+    fn frame(&mut self, fields: &FrameFields, lanes: &[u64]) {
+        // The simulator's lane count is the log's and validated (1..=32), so encoding cannot
+        // fail.
+        let _ = fields.encode_into(lanes, &mut self.buffer);
+        self.frames += 1;
+        if self.buffer.len() >= WRITE_CHUNK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.error.is_none()
+            && let Err(error) = self.file.write_all(&self.buffer)
+        {
+            self.error = Some(error);
+        }
+        self.buffer.clear();
+    }
+
+    /// Writes what is buffered and the frame count into the header; returns the frames.
+    fn finish(mut self) -> std::io::Result<u64> {
+        self.flush();
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        self.header.frame_count = self.frames;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.file.write_all(&self.header.encode())?;
+        Ok(self.frames)
+    }
+}
+
 struct NetSink<'a> {
-    writer: LogWriter<File>,
-    error: Option<LogError>,
+    log: LogFile,
     truth: Vec<RoundResult>,
     readings: Option<Vec<u8>>,
     progress: &'a ProgressBar,
 }
 
 impl SimSink for NetSink<'_> {
+    #[inline]
     fn frame(&mut self, fields: &FrameFields, lanes: &[u64]) {
-        if self.error.is_none()
-            && let Err(error) = self.writer.write_fields(fields, lanes)
-        {
-            self.error = Some(error);
-        }
+        self.log.frame(fields, lanes);
     }
 
+    #[inline]
     fn reading(&mut self, net: u32, client: u32, round: u32, lanes: &[u64]) {
         if let Some(out) = &mut self.readings {
             // Writing to a Vec cannot fail.
@@ -102,24 +167,17 @@ fn simulate_net(
     let sim = &config.sim;
     let plan = NetPlan::new(sim, index)?;
     let path = config.out.join(format!("net-{}.dclog", plan.dc_net_id));
-    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     let created_ms = dcnet::sim::round_start_ms(sim.first_round);
-    let writer = LogWriter::new(file, sim.lanes, created_ms)
-        .with_context(|| format!("cannot write {}", path.display()))?;
     let mut sink = NetSink {
-        writer,
-        error: None,
+        log: LogFile::create(&path, sim.lanes, created_ms)?,
         truth: Vec::new(),
         readings: config.reveal_readings.then(Vec::new),
         progress,
     };
     let stats = run_net_with(sim, &plan, keystream, &mut sink);
-    if let Some(error) = sink.error {
-        return Err(error).with_context(|| format!("cannot write {}", path.display()));
-    }
-    let frames = sink.writer.frames();
-    sink.writer
-        .finish_with_count()
+    let frames = sink
+        .log
+        .finish()
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(NetDone {
         graph: plan.graph,
@@ -128,7 +186,7 @@ fn simulate_net(
         readings: sink.readings,
         stats,
         log_bytes: ingest::log::LOG_HEADER_LEN as u64
-            + frames * ingest::frame::frame_len(usize::from(sim.lanes)) as u64,
+            + frames * frame_len(usize::from(sim.lanes)) as u64,
     })
 }
 
