@@ -11,7 +11,6 @@
 //! annual consumption, with per-interval noise, appliance spikes and, for a quarter of the
 //! households, rooftop PV that lowers import and produces export.
 
-use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use engine::keystream::Keystream;
@@ -176,11 +175,17 @@ impl NetPlan {
     pub fn new(config: &SimConfig, index: u32) -> Result<Self, GraphError> {
         let dc_net_id = net_id(index);
         let mut rng = ChaCha8Rng::seed_from_u64(mix64(config.seed) ^ u64::from(dc_net_id));
-        let mut ids = BTreeSet::new();
-        while ids.len() < config.clients as usize {
-            ids.insert(rng.gen_range(1..100_000_000u32));
+        // Distinct random ids, ascending. Each pass draws exactly as many as are still
+        // missing, so this stops at the same draw as inserting one at a time into a set would.
+        let wanted = config.clients as usize;
+        let mut ids: Vec<u32> = Vec::with_capacity(wanted);
+        while ids.len() < wanted {
+            for _ in ids.len()..wanted {
+                ids.push(rng.gen_range(1..100_000_000u32));
+            }
+            ids.sort_unstable();
+            ids.dedup();
         }
-        let ids: Vec<u32> = ids.into_iter().collect();
         let mut shuffled = ids.clone();
         shuffled.shuffle(&mut rng);
         let graph = KeyGraph::random(dc_net_id, &shuffled, config.degree, &mut rng)?;

@@ -40,15 +40,20 @@ pub struct SimSummary {
 /// core busy, few enough to bound the memory held for the shared files.
 const NETS_PER_CORE_IN_FLIGHT: usize = 4;
 
-/// Frames are encoded straight into a buffer of this size and written when it is full: small
-/// enough to stay in the core's L2 cache, where the kernel copies it from into the page
-/// cache, large enough that system calls cost nothing.
+/// Frames are encoded straight into a buffer of about this size and written when it is
+/// full: small enough to stay in the core's L2 cache, where the kernel copies it from into the
+/// page cache, large enough that system calls cost nothing.
 const WRITE_CHUNK: usize = 256 << 10;
 
-/// One net's round log, written in [`WRITE_CHUNK`]s.
+/// Writes cover whole pages of the file: a page written in two parts costs the page cache a
+/// second lookup (and on tmpfs zeroing its unwritten part first).
+const PAGE: usize = 4096;
+
+/// One net's round log, written in page-aligned [`WRITE_CHUNK`]s.
 struct LogFile {
     file: File,
     header: LogHeader,
+    /// Bytes not yet written, starting at a page boundary of the file.
     buffer: Vec<u8>,
     frames: u64,
     error: Option<std::io::Error>,
@@ -56,19 +61,19 @@ struct LogFile {
 
 impl LogFile {
     fn create(path: &Path, lanes: u8, created_ms: u64) -> Result<Self> {
-        let mut file =
+        let file =
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         let header = LogHeader {
             lanes,
             created_ms,
             frame_count: 0,
         };
-        file.write_all(&header.encode())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut buffer = Vec::with_capacity(WRITE_CHUNK + frame_len(usize::from(lanes)));
+        buffer.extend_from_slice(&header.encode());
         Ok(Self {
             file,
             header,
-            buffer: Vec::with_capacity(WRITE_CHUNK + frame_len(usize::from(lanes))),
+            buffer,
             frames: 0,
             error: None,
         })
@@ -81,25 +86,28 @@ impl LogFile {
         let _ = fields.encode_into(lanes, &mut self.buffer);
         self.frames += 1;
         if self.buffer.len() >= WRITE_CHUNK {
-            self.flush();
+            self.write_pages();
         }
     }
 
-    fn flush(&mut self) {
+    /// Writes the whole pages of the buffer and keeps the rest (less than a page).
+    fn write_pages(&mut self) {
+        let whole = self.buffer.len() / PAGE * PAGE;
         if self.error.is_none()
-            && let Err(error) = self.file.write_all(&self.buffer)
+            && let Err(error) = self.file.write_all(&self.buffer[..whole])
         {
             self.error = Some(error);
         }
-        self.buffer.clear();
+        self.buffer.copy_within(whole.., 0);
+        self.buffer.truncate(self.buffer.len() - whole);
     }
 
     /// Writes what is buffered and the frame count into the header; returns the frames.
     fn finish(mut self) -> std::io::Result<u64> {
-        self.flush();
         if let Some(error) = self.error {
             return Err(error);
         }
+        self.file.write_all(&self.buffer)?;
         self.header.frame_count = self.frames;
         self.file.seek(SeekFrom::Start(0))?;
         self.file.write_all(&self.header.encode())?;
