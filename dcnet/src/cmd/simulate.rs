@@ -19,6 +19,7 @@ use engine::KeyGraph;
 use engine::keystream::Keystream;
 use indicatif::{ProgressBar, ProgressStyle};
 use ingest::frame::{FRAME_HEADER_LEN, frame_len};
+use ingest::log::LOG_HEADER_LEN;
 use ingest::tables::{GlobalCsvWriter, GraphCsvWriter};
 use ingest::{FrameFields, LogHeader, RoundResult};
 use rayon::prelude::*;
@@ -65,8 +66,9 @@ struct LogFile {
     file: File,
     header: LogHeader,
     frame_len: usize,
-    /// Bytes not yet written, starting at a page boundary of the file.
-    buffer: Vec<u8>,
+    /// Bytes not yet written, `buffer[..len]`, starting at a page boundary of the file.
+    buffer: Box<[u8]>,
+    len: usize,
     /// Where in `buffer` the frames without their CRC yet start.
     unsealed: usize,
     crcs: Vec<u32>,
@@ -87,14 +89,15 @@ impl LogFile {
             frame_count: 0,
         };
         let frame_len = frame_len(usize::from(lanes));
-        let mut buffer = Vec::with_capacity(WRITE_CHUNK + frame_len);
-        buffer.extend_from_slice(&header.encode());
+        let mut buffer = vec![0; WRITE_CHUNK + frame_len].into_boxed_slice();
+        buffer[..LOG_HEADER_LEN].copy_from_slice(&header.encode());
         Ok(Self {
             file,
             header,
             frame_len,
-            unsealed: buffer.len(),
             buffer,
+            len: LOG_HEADER_LEN,
+            unsealed: LOG_HEADER_LEN,
             crcs: Vec::new(),
             template_fields: None,
             template: [0; FRAME_HEADER_LEN],
@@ -113,15 +116,21 @@ impl LogFile {
         if self.template_fields != Some(shared) {
             self.set_template(shared, lanes.len());
         }
-        let mut head = self.template;
+        // The buffer always has room for one more frame after `len` (it is written out as
+        // soon as `len` reaches WRITE_CHUNK), so this slice is the whole frame.
+        let Some(frame) = self.buffer.get_mut(self.len..self.len + self.frame_len) else {
+            return;
+        };
+        let (head, data) = frame.split_at_mut(FRAME_HEADER_LEN);
+        head.copy_from_slice(&self.template);
         head[CLIENT_ID_FIELD].copy_from_slice(&fields.client_id.to_le_bytes());
         head[TIMESTAMP_FIELD].copy_from_slice(&fields.timestamp_ms.to_le_bytes());
-        self.buffer.extend_from_slice(&head);
-        for lane in lanes {
-            self.buffer.extend_from_slice(&lane.to_le_bytes());
+        for (out, lane) in data.chunks_exact_mut(8).zip(lanes) {
+            out.copy_from_slice(&lane.to_le_bytes());
         }
+        self.len += self.frame_len;
         self.frames += 1;
-        if self.buffer.len() >= WRITE_CHUNK {
+        if self.len >= WRITE_CHUNK {
             self.write_pages();
         }
     }
@@ -142,27 +151,27 @@ impl LogFile {
 
     /// Fills in the CRCs of the frames appended since the last call.
     fn seal(&mut self) {
-        let frames = &mut self.buffer[self.unsealed..];
+        let frames = &mut self.buffer[self.unsealed..self.len];
         self.crcs.resize(frames.len() / self.frame_len, 0);
         ingest::crc::frame_crcs(frames, self.frame_len, &mut self.crcs);
         for (frame, crc) in frames.chunks_exact_mut(self.frame_len).zip(&self.crcs) {
             frame[CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
         }
-        self.unsealed = self.buffer.len();
+        self.unsealed = self.len;
     }
 
     /// Writes the whole pages of the buffer and keeps the rest (less than a page).
     fn write_pages(&mut self) {
         self.seal();
-        let whole = self.buffer.len() / PAGE * PAGE;
+        let whole = self.len / PAGE * PAGE;
         if self.error.is_none()
             && let Err(error) = self.file.write_all(&self.buffer[..whole])
         {
             self.error = Some(error);
         }
-        self.buffer.copy_within(whole.., 0);
-        self.buffer.truncate(self.buffer.len() - whole);
-        self.unsealed = self.buffer.len();
+        self.buffer.copy_within(whole..self.len, 0);
+        self.len -= whole;
+        self.unsealed = self.len;
     }
 
     /// Writes what is buffered and the frame count into the header; returns the frames.
@@ -171,7 +180,7 @@ impl LogFile {
         if let Some(error) = self.error {
             return Err(error);
         }
-        self.file.write_all(&self.buffer)?;
+        self.file.write_all(&self.buffer[..self.len])?;
         self.header.frame_count = self.frames;
         self.file.seek(SeekFrom::Start(0))?;
         self.file.write_all(&self.header.encode())?;
@@ -426,4 +435,55 @@ pub fn run(config: SimulateConfig) -> Result<()> {
         config.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ingest::{LogWriter, Notification};
+    use proptest::prelude::*;
+
+    fn fields(i: u64, net: u32, round: u32) -> FrameFields {
+        FrameFields {
+            notification: if i % 7 == 3 {
+                Notification::Resend
+            } else {
+                Notification::Transmit
+            },
+            transmission: true,
+            dc_net_id: net,
+            client_id: (i as u32).wrapping_mul(2_654_435_761),
+            // A new round every 1,000 frames, so templates change.
+            round: round.wrapping_add((i / 1000) as u32),
+            timestamp_ms: i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+        #[test]
+        fn log_file_writes_what_ingest_log_writer_writes(
+            lanes in 1u8..=32,
+            frames in prop_oneof![0u64..50, 6_000u64..20_000],
+            net: u32,
+            round: u32,
+            created_ms: u64,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("a.dclog");
+            let mut ours = LogFile::create(&path, lanes, created_ms).unwrap();
+            let mut theirs = LogWriter::new(Vec::new(), lanes, created_ms).unwrap();
+            for i in 0..frames {
+                let data: Vec<u64> = (0..u64::from(lanes)).map(|l| i.wrapping_mul(31) ^ l << 60).collect();
+                let f = fields(i, net, round);
+                ours.frame(&f, &data);
+                theirs.write_fields(&f, &data).unwrap();
+            }
+            prop_assert_eq!(ours.finish().unwrap(), frames);
+            let mut expected = theirs.finish().unwrap();
+            // LogWriter leaves the count at 0 ("unknown") unless finished on a seekable file.
+            expected[24..32].copy_from_slice(&frames.to_le_bytes());
+            prop_assert!(std::fs::read(&path).unwrap() == expected);
+        }
+    }
 }
