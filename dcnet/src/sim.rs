@@ -655,12 +655,19 @@ pub fn run_net_with(
             timestamp_ms: 0,
         };
         let mut sum = vec![0u64; lanes];
-        let households = plan.households.iter().zip(&draws).zip(&missing);
-        let rows = readings.chunks_exact(lanes).zip(masked.chunks_exact(lanes));
-        for (((household, &draw), &gone), (reading, masked)) in households.zip(rows) {
-            if gone {
+        for (i, (household, &draw)) in plan.households.iter().zip(&draws).enumerate() {
+            if missing[i] {
                 continue;
             }
+            // One lane, the common case, without computing row ranges.
+            let (reading, masked) = if lanes == 1 {
+                (
+                    std::slice::from_ref(&readings[i]),
+                    std::slice::from_ref(&masked[i]),
+                )
+            } else {
+                (&readings[row(i)], &masked[row(i)])
+            };
             add_lanes(&mut sum, reading);
             sink.reading(net, household.client_id, round, reading);
             fields.client_id = household.client_id;

@@ -101,27 +101,38 @@ impl KeyGraph {
         }
 
         // Work on positions 0..n of the sorted roster, then translate back to ids.
-        let mut adjacency: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
-        let mut order: Vec<usize> = (0..n).collect();
+        // Sorted lists rather than sets: a client has about `k` neighbours, and a few thousand
+        // tiny tree sets per net dominated building simulated populations.
+        // Positions are u32 like the ids they stand for (a roster is a slice of u32 ids, and
+        // no machine holds 2^32 of them), so each list becomes the client's neighbour list.
+        let mut adjacency: Vec<Vec<u32>> = vec![Vec::with_capacity(k + 2); n];
+        let mut order: Vec<u32> = (0..n as u32).collect();
         order.shuffle(rng);
         for (pos, &a) in order.iter().enumerate() {
             let b = order[(pos + 1) % n];
-            adjacency[a].insert(b);
-            adjacency[b].insert(a);
+            insert_sorted(&mut adjacency[a as usize], b);
+            insert_sorted(&mut adjacency[b as usize], a);
         }
         for &a in &order {
-            while adjacency[a].len() < k {
+            while adjacency[a as usize].len() < k {
                 let b = pick_partner(a, &adjacency, k, rng);
-                adjacency[a].insert(b);
-                adjacency[b].insert(a);
+                insert_sorted(&mut adjacency[a as usize], b);
+                insert_sorted(&mut adjacency[b as usize], a);
             }
         }
+        // Positions ascend with ids, so the lists stay sorted when mapped to ids in place.
+        let neighbours = adjacency
+            .into_iter()
+            .map(|mut list| {
+                for p in &mut list {
+                    *p = sorted[*p as usize];
+                }
+                list
+            })
+            .collect();
         Ok(Self {
             dc_net_id,
-            neighbours: adjacency
-                .into_iter()
-                .map(|set| set.into_iter().map(|p| sorted[p]).collect())
-                .collect(),
+            neighbours,
             clients: sorted,
         })
     }
@@ -560,7 +571,7 @@ impl<'g> SplitFlow<'g> {
     }
 }
 
-fn insert_sorted(list: &mut Vec<u32>, value: u32) -> bool {
+fn insert_sorted<T: Ord>(list: &mut Vec<T>, value: T) -> bool {
     match list.binary_search(&value) {
         Ok(_) => false,
         Err(pos) => {
@@ -582,16 +593,17 @@ fn remove_sorted(list: &mut Vec<u32>, value: u32) -> bool {
 
 /// Picks a random new neighbour for position `a`: a client still short of `k` neighbours when a
 /// few random draws find one, any non-neighbour otherwise.
-fn pick_partner(a: usize, adjacency: &[BTreeSet<usize>], k: usize, rng: &mut impl Rng) -> usize {
+fn pick_partner(a: u32, adjacency: &[Vec<u32>], k: usize, rng: &mut impl Rng) -> u32 {
     let n = adjacency.len();
-    let eligible = |b: usize| b != a && !adjacency[a].contains(&b);
+    let eligible = |b: u32| b != a && adjacency[a as usize].binary_search(&b).is_err();
     for _ in 0..64 {
-        let b = rng.gen_range(0..n);
-        if eligible(b) && adjacency[b].len() < k {
+        // Drawn as usize, as before positions became u32, so graphs stay the same.
+        let b = rng.gen_range(0..n) as u32;
+        if eligible(b) && adjacency[b as usize].len() < k {
             return b;
         }
     }
-    let candidates: Vec<usize> = (0..n).filter(|&b| eligible(b)).collect();
+    let candidates: Vec<u32> = (0..n as u32).filter(|&b| eligible(b)).collect();
     // `n > k` and `a` has fewer than `k` neighbours, so at least one candidate exists.
     candidates[rng.gen_range(0..candidates.len())]
 }
