@@ -578,7 +578,8 @@ pub struct AggregateArgs {
     /// No progress bar and no final throughput line (rejects and warnings are still reported).
     #[arg(long, short)]
     pub quiet: bool,
-    /// Round logs (*.dclog) to aggregate; `-` reads standard input.
+    /// Round logs (*.dclog) to aggregate; `-` reads standard input (copied to a temporary file
+    /// in $TMPDIR first, so memory does not grow with it).
     #[arg(required = true, value_name = "LOG")]
     pub logs: Vec<PathBuf>,
 }

@@ -244,3 +244,38 @@ fn results_as_parquet_match_the_csv_and_late_transmits_count_as_missing() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stderr.contains("late"), "{stderr}");
 }
+
+/// A log piped into standard input (`-`) aggregates to the same rows as the file itself: the
+/// pipe is spooled into a temporary file and mapped, so frames are read back by offset as from
+/// a file.
+#[test]
+fn a_log_on_standard_input_aggregates_like_the_file() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), "0.1", &[]);
+    let logs = logs_in(dir.path());
+    let graph = dir.path().join("graph.csv");
+    let graph = graph.to_str().unwrap();
+    let from_file = ok(&["aggregate", "--graph", graph, &logs[0]]).stdout;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dcnet"))
+        .args(["aggregate", "--quiet", "--graph", graph, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&logs[0]).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&bytes).unwrap());
+    let output = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!from_file.is_empty());
+    assert_eq!(output.stdout, from_file);
+}
