@@ -23,7 +23,7 @@ use arrow_array::{
 use arrow_buffer::{BooleanBufferBuilder, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::frame::{FRAME_HEADER_LEN, FrameView};
+use crate::frame::{FRAME_HEADER_LEN, FrameView, RawHeader};
 use crate::log::{FrameScanner, LogHeader};
 use crate::reject::RejectReason;
 
@@ -224,9 +224,6 @@ impl FrameColumns {
     /// pass over the frames, so the loop does plain stores, with no length bookkeeping per
     /// value; the transmission bits are packed 64 at a time.
     fn push_block(&mut self, frames: &[u8], frame_len: usize, offset: u64) {
-        fn u32_at(frame: &[u8], at: usize) -> u32 {
-            u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
-        }
         fn u64_at(frame: &[u8], at: usize) -> u64 {
             let mut word = [0u8; 8];
             word.copy_from_slice(&frame[at..at + 8]);
@@ -247,12 +244,13 @@ impl FrameColumns {
         let step = frame_len as u64;
         let rows = frames.chunks_exact(frame_len);
         for (k, frame) in rows.clone().enumerate() {
-            nets[k] = u32_at(frame, 8);
-            clients[k] = u32_at(frame, 12);
-            rounds[k] = u32_at(frame, 16);
-            codes[k] = frame[3];
+            let header = RawHeader::of(frame);
+            nets[k] = header.dc_net_id();
+            clients[k] = header.client_id();
+            rounds[k] = header.round();
+            codes[k] = header.notification;
             // Bit-for-bit reinterpretation: the column is read back as u64 by `timestamp_ms`.
-            stamps[k] = u64_at(frame, 24) as i64;
+            stamps[k] = header.timestamp_ms() as i64;
             offsets[k] = offset + k as u64 * step;
         }
         for (l, column) in self.lanes.iter_mut().enumerate() {
@@ -396,9 +394,7 @@ pub fn read_morsel(
             let valid = block
                 .chunks_exact(frame_len)
                 .zip(&crcs[..good])
-                .take_while(|(frame, crc)| {
-                    u32::from_le_bytes([frame[20], frame[21], frame[22], frame[23]]) == **crc
-                })
+                .take_while(|&(frame, &crc)| RawHeader::of(frame).crc32c() == crc)
                 .count();
             columns.push_block(&block[..valid * frame_len], frame_len, pos as u64);
             pos += valid * frame_len;

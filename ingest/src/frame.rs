@@ -27,6 +27,62 @@ pub const FLAG_TRANSMISSION: u8 = 0b1;
 
 pub(crate) const CRC_RANGE: std::ops::Range<usize> = 20..24;
 
+/// The fixed 32 bytes of a frame as laid out on the wire, for reading fields in place
+/// (`bytemuck`, no copy): the columnar reader views each frame of an 8-byte-aligned log through
+/// it. Integers are stored little-endian, so the accessors convert; nothing here is validated
+/// (that is [`FrameView::parse`]'s and the reader's job).
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+pub struct RawHeader {
+    pub magic: [u8; 2],
+    pub version: u8,
+    pub notification: u8,
+    pub flags: u8,
+    pub lanes: u8,
+    pub reserved: [u8; 2],
+    dc_net_id: u32,
+    client_id: u32,
+    round: u32,
+    crc32c: u32,
+    timestamp_ms: u64,
+}
+
+impl RawHeader {
+    /// The header at the start of `frame` (at least [`FRAME_HEADER_LEN`] bytes): viewed in
+    /// place when the bytes are 8-byte aligned, as every frame of a mapped log is, else read.
+    ///
+    /// # Panics
+    /// If `frame` is shorter than the header.
+    #[inline]
+    pub fn of(frame: &[u8]) -> RawHeader {
+        let bytes = &frame[..FRAME_HEADER_LEN];
+        match bytemuck::try_from_bytes::<RawHeader>(bytes) {
+            Ok(header) => *header,
+            Err(_) => bytemuck::pod_read_unaligned(bytes),
+        }
+    }
+
+    pub fn dc_net_id(&self) -> u32 {
+        u32::from_le(self.dc_net_id)
+    }
+
+    pub fn client_id(&self) -> u32 {
+        u32::from_le(self.client_id)
+    }
+
+    pub fn round(&self) -> u32 {
+        u32::from_le(self.round)
+    }
+
+    pub fn crc32c(&self) -> u32 {
+        u32::from_le(self.crc32c)
+    }
+
+    pub fn timestamp_ms(&self) -> u64 {
+        u64::from_le(self.timestamp_ms)
+    }
+}
+
 /// The byte length of a frame with `lanes` lanes: `32 + 8·L`.
 pub const fn frame_len(lanes: usize) -> usize {
     FRAME_HEADER_LEN + 8 * lanes
@@ -369,6 +425,33 @@ mod tests {
             format!("{:08x}", crc32c::crc32c(b"123456789")),
             vector("crc32c(123456789)")
         );
+    }
+
+    #[test]
+    fn raw_header_reads_the_design_frame_aligned_and_unaligned() {
+        let bytes = hex::decode(vector("frame(transmit")).unwrap();
+        // Stored at an 8-byte boundary (viewed in place) and one byte further (read).
+        let mut buffer = vec![0u64; bytes.len() / 8 + 2];
+        let words: &mut [u8] = bytemuck::cast_slice_mut(&mut buffer);
+        for start in [0, 1] {
+            words[start..start + bytes.len()].copy_from_slice(&bytes);
+            let header = RawHeader::of(&words[start..start + bytes.len()]);
+            assert_eq!(header.magic, *b"DC");
+            // Version 1, transmit (code 5), transmission bit set.
+            assert_eq!(
+                (header.version, header.notification, header.flags),
+                (1, 5, 1)
+            );
+            assert_eq!(header.lanes, 2);
+            // The DESIGN §8 frame: net 7, client 3, round 96, made at 1,700,000,000,000 ms.
+            assert_eq!(
+                (header.dc_net_id(), header.client_id(), header.round()),
+                (7, 3, 96)
+            );
+            assert_eq!(header.timestamp_ms(), 1_700_000_000_000);
+            // Bytes 20..24 of the vector, aa 50 f1 46, little-endian.
+            assert_eq!(header.crc32c(), 0x46F1_50AA);
+        }
     }
 
     #[test]
