@@ -429,24 +429,17 @@ struct FastRows<'b> {
     timestamps: &'b [u64],
     offsets: &'b [u64],
     file: u32,
-    columns: &'b [&'b [u64]],
     index: &'b RosterIndex,
 }
 
 impl FastRows<'_> {
     /// Takes rows from `row` on while each is a transmit with its bit set, on time, of a
-    /// roster client not yet present: sets its bit, records its source and adds its lanes
-    /// into `sums`. Returns the first row it did not take (or `end`). The group's arrays come
+    /// roster client not yet present: sets its bit and records its source (the caller sums
+    /// the lanes of the taken rows, which are contiguous). Returns the first row it did not
+    /// take (or `end`). The group's arrays come
     /// as separate slices so that the loop keeps their addresses in registers.
     #[inline]
-    fn take(
-        &self,
-        mut row: usize,
-        end: usize,
-        present: &mut [u64],
-        kept: &mut [Src],
-        sums: &mut [u64],
-    ) -> usize {
+    fn take(&self, mut row: usize, end: usize, present: &mut [u64], kept: &mut [Src]) -> usize {
         let transmit = Notification::Transmit as u8;
         // Slots are looked up a chunk ahead, so the lookups' cache misses overlap instead of
         // each waiting for the previous row's bitmap update.
@@ -472,9 +465,6 @@ impl FastRows<'_> {
                 }
                 present[word] |= bit;
                 kept[slot] = Src::new(self.file, self.offsets[row]);
-                for (sum, column) in sums.iter_mut().zip(self.columns) {
-                    *sum = sum.wrapping_add(column[row]);
-                }
             }
             row = chunk_end;
         }
@@ -928,12 +918,17 @@ impl<'a> ColumnarAggregator<'a> {
                 timestamps,
                 offsets,
                 file,
-                columns,
                 index: &info.index,
             };
             let mut row = row + 1;
             while row < end {
-                row = fast.take(row, end, &mut group.present, &mut group.kept, sums_of_run);
+                let stop = fast.take(row, end, &mut group.present, &mut group.kept);
+                // Rows `row..stop` were all taken: their lanes are summed column by column
+                // with the vectorised kernel.
+                for (sum, column) in sums_of_run.iter_mut().zip(columns) {
+                    *sum = sum.wrapping_add(column_sum(&column[row..stop]));
+                }
+                row = stop;
                 if row == end {
                     break;
                 }
