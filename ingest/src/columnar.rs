@@ -315,35 +315,51 @@ impl FrameColumns {
     /// Takes the buffers of a consumed batch back for the next morsel. Buffers still shared
     /// elsewhere (a caller kept a column) are left alone and fresh ones are allocated later.
     pub fn recycle(&mut self, batch: FrameBatch) {
-        let FrameBatch { batch, offsets, .. } = batch;
-        if self.offsets.capacity() < offsets.capacity() {
-            self.offsets = offsets;
-            self.offsets.clear();
+        /// Keeps whichever buffer has the larger capacity, so that recycling never drops a
+        /// buffer in favour of a smaller one.
+        fn keep<T>(mine: &mut Vec<T>, theirs: Option<Vec<T>>) {
+            if let Some(theirs) = theirs
+                && theirs.capacity() > mine.capacity()
+            {
+                *mine = theirs;
+                mine.clear();
+            }
         }
+        let FrameBatch { batch, offsets, .. } = batch;
+        keep(&mut self.offsets, Some(offsets));
         let (_, columns, _) = batch.into_parts();
         let mut columns = columns.into_iter();
         let mut next = || columns.next();
-        if let Some(v) = next().and_then(reclaim::<UInt32Type>) {
-            self.dc_net_id = v;
-        }
-        if let Some(v) = next().and_then(reclaim::<UInt32Type>) {
-            self.client_id = v;
-        }
-        if let Some(v) = next().and_then(reclaim::<UInt32Type>) {
-            self.round = v;
-        }
-        if let Some(v) = next().and_then(reclaim::<UInt8Type>) {
-            self.notification = v;
-        }
+        keep(&mut self.dc_net_id, next().and_then(reclaim::<UInt32Type>));
+        keep(&mut self.client_id, next().and_then(reclaim::<UInt32Type>));
+        keep(&mut self.round, next().and_then(reclaim::<UInt32Type>));
+        keep(
+            &mut self.notification,
+            next().and_then(reclaim::<UInt8Type>),
+        );
         let _transmission = next();
-        if let Some(v) = next().and_then(reclaim::<TimestampMillisecondType>) {
-            self.timestamp = v;
-        }
+        keep(
+            &mut self.timestamp,
+            next().and_then(reclaim::<TimestampMillisecondType>),
+        );
         for lane in &mut self.lanes {
-            if let Some(v) = next().and_then(reclaim::<UInt64Type>) {
-                *lane = v;
-            }
+            keep(lane, next().and_then(reclaim::<UInt64Type>));
         }
+    }
+
+    /// Makes room for `frames` more frames in every column at once, so that a morsel fills
+    /// its columns without growing them step by step.
+    pub fn reserve(&mut self, frames: usize) {
+        self.dc_net_id.reserve(frames);
+        self.client_id.reserve(frames);
+        self.round.reserve(frames);
+        self.notification.reserve(frames);
+        self.transmission.reserve(frames);
+        self.timestamp.reserve(frames);
+        for lane in &mut self.lanes {
+            lane.reserve(frames);
+        }
+        self.offsets.reserve(frames);
     }
 }
 
@@ -372,6 +388,7 @@ pub fn read_morsel(
     let mask = u64::from_le_bytes([0xFF, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF]);
     let mut crcs = [0u32; BLOCK_FRAMES];
     let mut pos = start.max(crate::log::LOG_HEADER_LEN);
+    columns.reserve(end.saturating_sub(pos).div_ceil(frame_len.max(1)));
     loop {
         // Fast path, at a position between frames: blocks of frames that pass every check are
         // decoded straight into the columns, their CRCs computed side by side. Anything else
