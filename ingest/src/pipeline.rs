@@ -198,7 +198,8 @@ pub fn aggregate_files_columnar(
     let ready_queue: SegQueue<(usize, Morsel)> = SegQueue::new();
     // Every morsel of every file is numbered in file order; workers claim the next number from
     // one shared cursor. No producer thread and no channel: on two cores, a channel's wake-ups
-    // cost a context switch per morsel (measured: a sixth of the run with 1,024-frame morsels).
+    // cost a context switch per morsel (`perf`: about a tenth of the CPU time went to the
+    // scheduler and futexes with 1,024-frame morsels; 8% faster end to end at 4,096).
     let mut first_morsel = Vec::with_capacity(logs.len() + 1);
     let mut morsels = 0usize;
     for log in &logs {
