@@ -315,8 +315,6 @@ struct SettledRow {
     present: u32,
     resent: u32,
     status: RoundStatus,
-    /// The round got frames after it was settled; a dirty cell has taken over.
-    superseded: bool,
     /// Duplicates reported while it was open.
     reported: u32,
     /// The first of its byte ranges (file, first offset, last offset).
@@ -346,7 +344,6 @@ impl SettledStore {
             present: row.present as u32,
             resent: row.resent as u32,
             status: row.status,
-            superseded: false,
             reported: cell.reported as u32,
             range: cell.ranges.first().copied().unwrap_or((0, 0, 0)),
         });
@@ -369,16 +366,16 @@ impl SettledStore {
         index
     }
 
-    /// Marks row `index` superseded and returns a dirty cell that carries what redoing the round
-    /// needs: its byte ranges and the duplicates reported while it was open.
+    /// A dirty cell that takes over from row `index` (which the group table then no longer
+    /// names, so the row is never read again) with what redoing the round needs: its byte
+    /// ranges and the duplicates reported while it was open.
     fn revive(&mut self, index: u32) -> Cell {
-        let row = &mut self.rows[index as usize];
-        row.superseded = true;
+        let row = &self.rows[index as usize];
         let mut ranges = vec![row.range];
         let mut reported_srcs = Vec::new();
-        if let Some(extras) = self.extras.get_mut(&index) {
-            ranges.append(&mut extras.more_ranges);
-            reported_srcs = std::mem::take(&mut extras.reported_srcs);
+        if let Some(extras) = self.extras.remove(&index) {
+            ranges.extend(extras.more_ranges);
+            reported_srcs = extras.reported_srcs;
         }
         Cell {
             state: State::Dirty,
@@ -544,20 +541,6 @@ fn lane_words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
 #[inline]
 pub fn column_sum(values: &[u64]) -> u64 {
     values.iter().fold(0u64, |acc, &v| acc.wrapping_add(v))
-}
-
-/// Lane-wise wrapping sums of rows of `lanes` words: adds every row of `rows` into `acc`.
-pub fn sum_rows(acc: &mut [u64], rows: &[u64]) {
-    let lanes = acc.len();
-    if lanes == 1 {
-        acc[0] = acc[0].wrapping_add(column_sum(rows));
-        return;
-    }
-    for row in rows.chunks_exact(lanes) {
-        for (a, v) in acc.iter_mut().zip(row) {
-            *a = a.wrapping_add(*v);
-        }
-    }
 }
 
 type Shard = Mutex<HashMap<u64, Entry>>;
