@@ -11,7 +11,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ingest::columnar::{DEFAULT_MORSEL_FRAMES, FrameColumns, read_morsel};
 use ingest::fast::{ColumnarAggregator, Inputs, Tally, column_sum};
 use ingest::log::LOG_HEADER_LEN;
-use ingest::{AggregateOptions, Aggregator, FrameScanner, FrameSource, LogHeader};
+use ingest::{AggregateOptions, FrameScanner, LogHeader};
 
 /// The memory-read floor: every u64 word of the log added up.
 fn floor(bytes: &[u8]) -> u64 {
@@ -45,22 +45,6 @@ fn columnar_aggregate(log: &bench::SimulatedLog) -> usize {
         pos = stop;
     }
     aggregator.finish(vec![tally]).rounds.len()
-}
-
-fn straightforward_aggregate(log: &bench::SimulatedLog) -> usize {
-    let mut agg = Aggregator::new(&log.nets, 1, AggregateOptions::default());
-    for scanned in FrameScanner::new(&log.bytes).unwrap() {
-        if let Ok(frame) = scanned.frame {
-            agg.add_frame(
-                &frame,
-                FrameSource {
-                    file: 0,
-                    offset: scanned.offset,
-                },
-            );
-        }
-    }
-    agg.finish().rounds.len()
 }
 
 fn ingest(c: &mut Criterion) {
@@ -153,7 +137,7 @@ fn ingest(c: &mut Criterion) {
         b.iter(|| columnar_aggregate(&log))
     });
     group.bench_function("straightforward", |b| {
-        b.iter(|| straightforward_aggregate(&log))
+        b.iter(|| log.aggregate_straightforward())
     });
     group.finish();
 }

@@ -11,7 +11,7 @@ use aes::Aes128;
 use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::{edge_seed, master_key};
-use ingest::{AggregateOptions, Aggregator, FrameScanner, FrameSource, FrameView};
+use ingest::{FrameScanner, FrameView};
 
 fn keystream(c: &mut Criterion) {
     let seed = edge_seed(&master_key(42), 7, 3, 11);
@@ -55,21 +55,7 @@ fn frames(c: &mut Criterion) {
         b.iter(|| crc32c::crc32c(black_box(&bench.bytes)))
     });
     group.bench_function("aggregate (straightforward)", |b| {
-        b.iter(|| {
-            let mut agg = Aggregator::new(&bench.nets, 1, AggregateOptions::default());
-            for scanned in FrameScanner::new(&bench.bytes).unwrap() {
-                if let Ok(frame) = scanned.frame {
-                    agg.add_frame(
-                        &frame,
-                        FrameSource {
-                            file: 0,
-                            offset: scanned.offset,
-                        },
-                    );
-                }
-            }
-            agg.finish().rounds.len()
-        })
+        b.iter(|| black_box(&bench).aggregate_straightforward())
     });
     group.finish();
     let first = FrameScanner::new(&bench.bytes)

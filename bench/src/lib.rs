@@ -2,7 +2,10 @@
 #![forbid(unsafe_code)]
 
 use dcnet::sim::{NetPlan, SimConfig, SimSink, run_net};
-use ingest::{FrameFields, LogWriter, Nets, RoundResult};
+use ingest::{
+    AggregateOptions, Aggregator, FrameFields, FrameScanner, FrameSource, LogWriter, Nets,
+    RoundResult,
+};
 
 /// A simulated population's round log held in memory, with its key graphs.
 pub struct SimulatedLog {
@@ -46,5 +49,22 @@ impl SimulatedLog {
             bytes,
             nets: graphs,
         }
+    }
+
+    /// The straightforward engine (`Aggregator`, one frame at a time) over the whole log: the
+    /// baseline the benches compare the faster paths with. Returns the number of rounds.
+    pub fn aggregate_straightforward(&self) -> usize {
+        let mut aggregator = Aggregator::new(&self.nets, 1, AggregateOptions::default());
+        let scanner = FrameScanner::new(&self.bytes).unwrap_or_else(|e| panic!("{e}"));
+        for scanned in scanner {
+            if let Ok(frame) = scanned.frame {
+                let source = FrameSource {
+                    file: 0,
+                    offset: scanned.offset,
+                };
+                aggregator.add_frame(&frame, source);
+            }
+        }
+        aggregator.finish().rounds.len()
     }
 }
