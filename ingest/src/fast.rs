@@ -162,15 +162,6 @@ impl RosterIndex {
             at = (at + 1) & mask;
         }
     }
-
-    /// The slots of `clients`, [`NOT_IN_ROSTER`] for a stranger. The lookups are independent
-    /// of each other, so the CPU overlaps their cache misses.
-    #[inline]
-    fn slots(&self, clients: &[u32], slots: &mut [u32]) {
-        for (slot, &client) in slots.iter_mut().zip(clients) {
-            *slot = self.slot(client);
-        }
-    }
 }
 
 /// One byte per key, 1 where `keys[i] == client`, packed little-endian into a word: written
@@ -426,27 +417,47 @@ struct FastRows<'b> {
     timestamps: &'b [u64],
     offsets: &'b [u64],
     file: u32,
+    /// The net's clients by slot, in ascending order.
+    roster: &'b [u32],
     index: &'b RosterIndex,
 }
+
+/// Rows the ordered fast path checks and takes at once.
+const ORDERED: usize = 16;
 
 impl FastRows<'_> {
     /// Takes rows from `row` on while each is a transmit with its bit set, on time, of a
     /// roster client not yet present: sets its bit and records its source (the caller sums
     /// the lanes of the taken rows, which are contiguous). Returns the first row it did not
-    /// take (or `end`). The group's arrays come
-    /// as separate slices so that the loop keeps their addresses in registers.
+    /// take (or `end`). The group's arrays come as separate slices so that the loop keeps
+    /// their addresses in registers.
+    ///
+    /// Logs are usually written a (net, round) at a time in client order, and slots are the
+    /// ascending order of client ids, so a row's client is most often the roster client right
+    /// after the previous row's. Such stretches are checked [`ORDERED`] rows at a time with
+    /// no lookup at all ([`Self::take_ordered`]); any other row is looked up in the roster
+    /// index, one at a time, and the prediction starts again from its slot.
     #[inline]
     fn take(&self, mut row: usize, end: usize, present: &mut [u64], kept: &mut [Src]) -> usize {
         let transmit = Notification::Transmit as u8;
-        // Slots are looked up a chunk ahead, so the lookups' cache misses overlap instead of
-        // each waiting for the previous row's bitmap update.
-        const CHUNK: usize = 64;
-        let mut slots = [0u32; CHUNK];
+        // The slot the next row's client is expected at.
+        let mut next = usize::MAX;
         while row < end {
-            let chunk_end = (row + CHUNK).min(end);
-            let slots = &mut slots[..chunk_end - row];
-            self.index.slots(&self.clients[row..chunk_end], slots);
-            for (&slot, row) in slots.iter().zip(row..chunk_end) {
+            if self.take_ordered(row, end, next, present, kept) {
+                row += ORDERED;
+                next += ORDERED;
+                continue;
+            }
+            // Up to a chunk of single rows before the ordered path is tried again, so that a
+            // log in no particular order pays for the failed check once per chunk only.
+            let stretch_end = (row + ORDERED).min(end);
+            while row < stretch_end {
+                let client = self.clients[row];
+                let slot = if self.roster.get(next) == Some(&client) {
+                    next as u32
+                } else {
+                    self.index.slot(client)
+                };
                 let at = self.bit_offset + row;
                 if self.codes[row] != transmit
                     || self.bit_bytes[at / 8] & (1 << (at % 8)) == 0
@@ -462,10 +473,87 @@ impl FastRows<'_> {
                 }
                 present[word] |= bit;
                 kept[slot] = Src::new(self.file, self.offsets[row]);
+                next = slot + 1;
+                row += 1;
             }
-            row = chunk_end;
         }
         end
+    }
+
+    /// Takes rows `row..row + ORDERED` if they are exactly the roster clients of slots
+    /// `next..next + ORDERED`, all transmits with their bit set, on time and not yet present.
+    /// Every check is a fold over the whole chunk without early exit, which LLVM turns into
+    /// vector compares; the chunk is taken or left as a whole.
+    #[inline(always)]
+    fn take_ordered(
+        &self,
+        row: usize,
+        end: usize,
+        next: usize,
+        present: &mut [u64],
+        kept: &mut [Src],
+    ) -> bool {
+        let (Some(clients), Some(expected)) = (
+            self.clients
+                .get(row..row + ORDERED)
+                .filter(|_| row + ORDERED <= end),
+            self.roster.get(next..next.wrapping_add(ORDERED)),
+        ) else {
+            return false;
+        };
+        let (Some(codes), Some(stamps)) = (
+            self.codes.get(row..row + ORDERED),
+            self.timestamps.get(row..row + ORDERED),
+        ) else {
+            return false;
+        };
+        let mut differ = 0u32;
+        for (&client, &roster) in clients.iter().zip(expected) {
+            differ |= client ^ roster;
+        }
+        let transmit = Notification::Transmit as u8;
+        let mut not_transmit = 0u8;
+        for &code in codes {
+            not_transmit |= code ^ transmit;
+        }
+        let mut late = 0u8;
+        for &stamp in stamps {
+            late |= u8::from(stamp > self.on_time);
+        }
+        if differ != 0 || not_transmit != 0 || late != 0 || self.bits16(row) != 0xFFFF {
+            return false;
+        }
+        // The slots' present bits, which span at most two words.
+        let (word, shift) = (next / 64, next % 64);
+        let mask = 0xFFFFu128 << shift;
+        let (low, high) = (mask as u64, (mask >> 64) as u64);
+        let high_word = if high == 0 { 0 } else { present[word + 1] };
+        if present[word] & low != 0 || high_word & high != 0 {
+            return false;
+        }
+        present[word] |= low;
+        if high != 0 {
+            present[word + 1] |= high;
+        }
+        let file = Src::new(self.file, 0).0;
+        for (kept, &offset) in kept[next..next + ORDERED]
+            .iter_mut()
+            .zip(&self.offsets[row..row + ORDERED])
+        {
+            *kept = Src(file | (offset & OFFSET_MASK));
+        }
+        true
+    }
+
+    /// The transmission bits of rows `row..row + 16`, as the low 16 bits.
+    #[inline(always)]
+    fn bits16(&self, row: usize) -> u32 {
+        let at = self.bit_offset + row;
+        let byte = at / 8;
+        let mut word = [0u8; 4];
+        let available = self.bit_bytes.len().saturating_sub(byte).min(4);
+        word[..available].copy_from_slice(&self.bit_bytes[byte..byte + available]);
+        (u32::from_le_bytes(word) >> (at % 8)) & 0xFFFF
     }
 }
 
@@ -901,6 +989,7 @@ impl<'a> ColumnarAggregator<'a> {
                 timestamps,
                 offsets,
                 file,
+                roster: &info.clients,
                 index: &info.index,
             };
             let mut row = row + 1;
@@ -1006,6 +1095,17 @@ impl<'a> ColumnarAggregator<'a> {
                 *s = s.wrapping_sub(old).wrapping_add(column[row]);
             }
             group.kept[slot] = src;
+            // Keep a resend's captured transmit the kept one (see `settle`).
+            if let Some(&(_, at)) = group.resends.get(&(slot as u32)) {
+                let at = at as usize;
+                let entry = &mut group.captured[at..at + 1 + 2 * self.lanes];
+                if entry[0] != 0 {
+                    entry[0] = src.0;
+                    for (value, column) in entry[1 + self.lanes..].iter_mut().zip(lanes) {
+                        *value = column[row];
+                    }
+                }
+            }
             tally.reject(old, RejectReason::Duplicate);
         } else {
             tally.reject(src, RejectReason::Duplicate);
@@ -1337,7 +1437,11 @@ impl<'a> ColumnarAggregator<'a> {
                 };
                 let entry = &group.captured[at as usize..at as usize + 1 + 2 * lanes];
                 let resend = &entry[1..1 + lanes];
-                if entry[0] == group.kept[slot].0 {
+                // A captured transmit is still the kept one: `apply` updates the capture when
+                // a duplicate replaces it. Only a transmit that came after its resend has to
+                // be looked up, and its `kept` entry read: the group's `kept` array has
+                // usually left the cache by the time the group is settled.
+                if entry[0] != 0 {
                     for ((s, t), r) in sum.iter_mut().zip(&entry[1 + lanes..]).zip(resend) {
                         *s = s.wrapping_sub(*t).wrapping_add(*r);
                     }
