@@ -211,6 +211,46 @@ impl NetInfo {
         }
     }
 
+    /// The slot of `client`, or [`NOT_IN_ROSTER`], searched from `hint` (the slot after the
+    /// last one found in this run). Frames of a (net, round) mostly come in client order, so
+    /// the client is usually at the hint or a few slots after it (after a dropout, or the next
+    /// resend): those slots were just read by the ordered path and are in cache, while the
+    /// hash index of a net is cold for the few lookups a run makes. So the roster is searched
+    /// forward from the hint by doubling steps, and only a client behind the hint or far
+    /// ahead of it is looked up in the index.
+    #[inline]
+    fn slot_near(&self, client: u32, hint: usize) -> u32 {
+        const REACH: usize = 64;
+        let roster = &self.clients;
+        match roster.get(hint) {
+            Some(&at) if at == client => return hint as u32,
+            Some(&at) if at < client => {
+                // roster[low - 1] < client throughout; the client, if there, is below `high`.
+                let (mut low, mut step) = (hint + 1, 1);
+                let high = loop {
+                    let probe = hint + step;
+                    if probe >= roster.len() {
+                        break roster.len();
+                    }
+                    if roster[probe] >= client {
+                        break probe + 1;
+                    }
+                    if step >= REACH {
+                        return self.index.slot(client);
+                    }
+                    low = probe + 1;
+                    step *= 2;
+                };
+                return match roster[low..high].binary_search(&client) {
+                    Ok(at) => (low + at) as u32,
+                    Err(_) => NOT_IN_ROSTER,
+                };
+            }
+            _ => {}
+        }
+        self.index.slot(client)
+    }
+
     fn neighbours(&self, slot: usize) -> &[u32] {
         &self.neighbours[self.adjacency[slot] as usize..self.adjacency[slot + 1] as usize]
     }
@@ -419,7 +459,7 @@ struct FastRows<'b> {
     file: u32,
     /// The net's clients by slot, in ascending order.
     roster: &'b [u32],
-    index: &'b RosterIndex,
+    info: &'b NetInfo,
 }
 
 /// Rows the ordered fast path checks and takes at once.
@@ -437,44 +477,65 @@ impl FastRows<'_> {
     /// after the previous row's. Such stretches are checked [`ORDERED`] rows at a time with
     /// no lookup at all ([`Self::take_ordered`]); any other row is looked up in the roster
     /// index, one at a time, and the prediction starts again from its slot.
+    /// `next` is the slot the next row's client is expected at; it is left after the last
+    /// row taken.
     #[inline]
-    fn take(&self, mut row: usize, end: usize, present: &mut [u64], kept: &mut [Src]) -> usize {
+    fn take(
+        &self,
+        mut row: usize,
+        end: usize,
+        next: &mut usize,
+        present: &mut [u64],
+        kept: &mut [Src],
+    ) -> usize {
         let transmit = Notification::Transmit as u8;
-        // The slot the next row's client is expected at.
-        let mut next = usize::MAX;
-        while row < end {
-            if self.take_ordered(row, end, next, present, kept) {
-                row += ORDERED;
-                next += ORDERED;
+        let mut hint = *next;
+        let stop = self.take_from(&mut row, end, &mut hint, present, kept, transmit);
+        *next = hint;
+        stop
+    }
+
+    #[inline(always)]
+    fn take_from(
+        &self,
+        row: &mut usize,
+        end: usize,
+        next: &mut usize,
+        present: &mut [u64],
+        kept: &mut [Src],
+        transmit: u8,
+    ) -> usize {
+        while *row < end {
+            if self.take_ordered(*row, end, *next, present, kept) {
+                *row += ORDERED;
+                *next += ORDERED;
                 continue;
             }
             // Up to a chunk of single rows before the ordered path is tried again, so that a
             // log in no particular order pays for the failed check once per chunk only.
-            let stretch_end = (row + ORDERED).min(end);
-            while row < stretch_end {
-                let client = self.clients[row];
-                let slot = if self.roster.get(next) == Some(&client) {
-                    next as u32
-                } else {
-                    self.index.slot(client)
-                };
-                let at = self.bit_offset + row;
-                if self.codes[row] != transmit
+            let stretch_end = (*row + ORDERED).min(end);
+            while *row < stretch_end {
+                let r = *row;
+                let at = self.bit_offset + r;
+                if self.codes[r] != transmit
                     || self.bit_bytes[at / 8] & (1 << (at % 8)) == 0
-                    || self.timestamps[row] > self.on_time
-                    || slot == NOT_IN_ROSTER
+                    || self.timestamps[r] > self.on_time
                 {
-                    return row;
+                    return r;
+                }
+                let slot = self.info.slot_near(self.clients[r], *next);
+                if slot == NOT_IN_ROSTER {
+                    return r;
                 }
                 let slot = slot as usize;
                 let (word, bit) = (slot / 64, 1u64 << (slot % 64));
                 if present[word] & bit != 0 {
-                    return row;
+                    return r;
                 }
                 present[word] |= bit;
-                kept[slot] = Src::new(self.file, self.offsets[row]);
-                next = slot + 1;
-                row += 1;
+                kept[slot] = Src::new(self.file, self.offsets[r]);
+                *next = slot + 1;
+                *row += 1;
             }
         }
         end
@@ -861,6 +922,18 @@ impl<'a> ColumnarAggregator<'a> {
         while start < rows {
             let (net, round) = (nets[start], rounds[start]);
             let mut end = start + 1;
+            // Sixteen rows at a time while the whole chunk is of the run (a fold without early
+            // exit, which compiles to vector compares), then row by row.
+            while let (Some(n), Some(r)) = (nets.get(end..end + 16), rounds.get(end..end + 16)) {
+                let mut differ = 0u32;
+                for (&n, &r) in n.iter().zip(r) {
+                    differ |= (n ^ net) | (r ^ round);
+                }
+                if differ != 0 {
+                    break;
+                }
+                end += 16;
+            }
             while end < rows && nets[end] == net && rounds[end] == round {
                 end += 1;
             }
@@ -900,7 +973,7 @@ impl<'a> ColumnarAggregator<'a> {
         let deadline = self.options.round_deadline(round);
         // The per-frame rules of DESIGN §5 that need no group state, in the order the
         // reference applies them: a roster slot, or why the frame is not used.
-        let classify = |row: usize| -> Result<usize, RejectReason> {
+        let classify = |row: usize, hint: usize| -> Result<usize, RejectReason> {
             let code = codes[row];
             let is_transmit = code == transmit_code;
             if !is_transmit && code != resend_code {
@@ -909,10 +982,11 @@ impl<'a> ColumnarAggregator<'a> {
             if is_transmit && !transmission.value(row) {
                 return Err(RejectReason::NoTransmissionBit);
             }
-            let slot = info
-                .index
-                .get(clients[row])
-                .ok_or(RejectReason::UnknownClient)?;
+            let slot = info.slot_near(clients[row], hint);
+            if slot == NOT_IN_ROSTER {
+                return Err(RejectReason::UnknownClient);
+            }
+            let slot = slot as usize;
             if is_transmit && deadline.is_some_and(|d| timestamps[row] > d) {
                 return Err(RejectReason::Late);
             }
@@ -924,7 +998,7 @@ impl<'a> ColumnarAggregator<'a> {
             if row == end {
                 return;
             }
-            match classify(row) {
+            match classify(row, 0) {
                 Ok(slot) => break slot,
                 Err(reason) => tally.reject(src(row), reason),
             }
@@ -960,9 +1034,11 @@ impl<'a> ColumnarAggregator<'a> {
             let State::Open(group) = &mut cell.state else {
                 // Dirty (settled early, then revived): the group is aggregated again at the end
                 // from its ranges; here only the per-frame rejects count.
+                let mut next = slot + 1;
                 for row in row + 1..end {
-                    if let Err(reason) = classify(row) {
-                        tally.reject(src(row), reason);
+                    match classify(row, next) {
+                        Ok(slot) => next = slot + 1,
+                        Err(reason) => tally.reject(src(row), reason),
                     }
                 }
                 return;
@@ -990,11 +1066,12 @@ impl<'a> ColumnarAggregator<'a> {
                 offsets,
                 file,
                 roster: &info.clients,
-                index: &info.index,
+                info,
             };
             let mut row = row + 1;
+            let mut next = slot + 1;
             while row < end {
-                let stop = fast.take(row, end, &mut group.present, &mut group.kept);
+                let stop = fast.take(row, end, &mut next, &mut group.present, &mut group.kept);
                 // Rows `row..stop` were all taken: their lanes are summed column by column
                 // with the vectorised kernel.
                 for (sum, column) in sums_of_run.iter_mut().zip(columns) {
@@ -1004,8 +1081,11 @@ impl<'a> ColumnarAggregator<'a> {
                 if row == end {
                     break;
                 }
-                match classify(row) {
-                    Ok(slot) => self.apply(group, batch, columns, row, slot, tally),
+                match classify(row, next) {
+                    Ok(slot) => {
+                        self.apply(group, batch, columns, row, slot, tally);
+                        next = slot + 1;
+                    }
                     Err(reason) => tally.reject(src(row), reason),
                 }
                 row += 1;
@@ -1489,6 +1569,31 @@ mod tests {
             for other in others {
                 let want = clients.iter().position(|&c| c == other);
                 prop_assert_eq!(index.get(other), want);
+            }
+        }
+
+        /// The hinted search agrees with a linear scan for any hint: at the client, before
+        /// it (near and far), after it, or past the roster's end.
+        #[test]
+        fn slot_near_finds_exactly_the_roster_from_any_hint(
+            ids in proptest::collection::btree_set(0u32..2000, 2..400),
+            probes in proptest::collection::vec((0u32..2100, 0usize..420), 1..200),
+        ) {
+            let clients: Vec<u32> = ids.into_iter().collect();
+            let edges: Vec<(u32, u32)> = clients.windows(2).map(|w| (w[0], w[1])).collect();
+            let graph = KeyGraph::from_edges(1, edges).unwrap();
+            let info = NetInfo::new(&graph);
+            for (client, hint) in probes {
+                let want = clients
+                    .iter()
+                    .position(|&c| c == client)
+                    .map_or(NOT_IN_ROSTER, |slot| slot as u32);
+                prop_assert_eq!(info.slot_near(client, hint), want);
+                if let Some(slot) = clients.iter().position(|&c| c == client) {
+                    // Right at the hint, and a few slots after it.
+                    prop_assert_eq!(info.slot_near(client, slot), slot as u32);
+                    prop_assert_eq!(info.slot_near(client, slot.saturating_sub(3)), slot as u32);
+                }
             }
         }
     }
