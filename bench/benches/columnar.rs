@@ -136,6 +136,12 @@ fn ingest(c: &mut Criterion) {
     group.bench_function("columnar, one thread", |b| {
         b.iter(|| columnar_aggregate(&log))
     });
+    // The same frames with each round's clients in random order: no ordered fast path.
+    let shuffled = log.shuffled_within_rounds();
+    group.bench_function(
+        "columnar, one thread, clients shuffled within rounds",
+        |b| b.iter(|| columnar_aggregate(&shuffled)),
+    );
     group.bench_function("straightforward", |b| {
         b.iter(|| log.aggregate_straightforward())
     });

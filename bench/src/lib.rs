@@ -51,6 +51,44 @@ impl SimulatedLog {
         }
     }
 
+    /// The same log with the frames of each (net, round) in a random order (a fixed seed), as
+    /// a collector that writes frames as they arrive would have them: the same frames and
+    /// results, without the client order the ordered fast path relies on.
+    pub fn shuffled_within_rounds(&self) -> Self {
+        let header = ingest::LogHeader::parse(&self.bytes).unwrap_or_else(|e| panic!("{e}"));
+        let frame_len = header.frame_len();
+        let (head, body) = self.bytes.split_at(ingest::log::LOG_HEADER_LEN);
+        let frames: Vec<&[u8]> = body.chunks_exact(frame_len).collect();
+        // The simulator writes each (net, round) as one stretch: shuffle within stretches
+        // (Fisher-Yates with a xorshift generator, to need no randomness crate here).
+        let key = |frame: &[u8]| {
+            let header = ingest::frame::RawHeader::of(frame);
+            (header.dc_net_id(), header.round())
+        };
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut bytes = head.to_vec();
+        for stretch in frames.chunk_by(|a, b| key(a) == key(b)) {
+            let mut order: Vec<&[u8]> = stretch.to_vec();
+            for i in (1..order.len()).rev() {
+                let j = (next() % (i as u64 + 1)) as usize;
+                order.swap(i, j);
+            }
+            for frame in order {
+                bytes.extend_from_slice(frame);
+            }
+        }
+        Self {
+            bytes,
+            nets: self.nets.clone(),
+        }
+    }
+
     /// The straightforward engine (`Aggregator`, one frame at a time) over the whole log: the
     /// baseline the benches compare the faster paths with. Returns the number of rounds.
     pub fn aggregate_straightforward(&self) -> usize {
@@ -66,5 +104,37 @@ impl SimulatedLog {
             }
         }
         aggregator.finish().rounds.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffling_within_rounds_keeps_the_frames_and_the_results() {
+        let log = SimulatedLog::new(2, 40, 3, 1);
+        let shuffled = log.shuffled_within_rounds();
+        assert_eq!(shuffled.bytes.len(), log.bytes.len());
+        assert_ne!(shuffled.bytes, log.bytes, "some round's order changed");
+        let frames = |bytes: &[u8]| {
+            let mut all: Vec<Vec<u8>> = bytes[64..].chunks_exact(40).map(<[u8]>::to_vec).collect();
+            all.sort();
+            all
+        };
+        assert_eq!(frames(&shuffled.bytes), frames(&log.bytes));
+        let rounds = |log: &SimulatedLog| {
+            let mut aggregator = Aggregator::new(&log.nets, 1, AggregateOptions::default());
+            for scanned in FrameScanner::new(&log.bytes).unwrap() {
+                let frame = scanned.frame.unwrap();
+                let source = FrameSource {
+                    file: 0,
+                    offset: scanned.offset,
+                };
+                aggregator.add_frame(&frame, source);
+            }
+            aggregator.finish().rounds
+        };
+        assert_eq!(rounds(&shuffled), rounds(&log));
     }
 }

@@ -230,40 +230,32 @@ impl NetInfo {
     /// last one found in this run). Frames of a (net, round) mostly come in client order, so
     /// the client is usually at the hint or a few slots after it (after a dropout, or the next
     /// resend): those slots were just read by the ordered path and are in cache, while the
-    /// hash index of a net is cold for the few lookups a run makes. So the roster is searched
-    /// forward from the hint by doubling steps, and only a client behind the hint or far
-    /// ahead of it is looked up in the index.
+    /// hash index of a net is cold for the few lookups a run makes. So a client up to
+    /// [`REACH`] slots ahead is searched for in the sorted roster; one probe at the end of that
+    /// window tells whether it can be there, so a log in random order pays one probe more
+    /// than the index lookup it then makes.
     #[inline]
     fn slot_near(&self, client: u32, hint: usize) -> u32 {
-        const REACH: usize = 64;
         let roster = &self.clients;
         match roster.get(hint) {
-            Some(&at) if at == client => return hint as u32,
+            Some(&at) if at == client => hint as u32,
             Some(&at) if at < client => {
-                // roster[low - 1] < client throughout; the client, if there, is below `high`.
-                let (mut low, mut step) = (hint + 1, 1);
-                let high = loop {
-                    let probe = hint + step;
-                    if probe >= roster.len() {
-                        break roster.len();
-                    }
-                    if roster[probe] >= client {
-                        break probe + 1;
-                    }
-                    if step >= REACH {
-                        return self.index.slot(client);
-                    }
-                    low = probe + 1;
-                    step *= 2;
-                };
-                return match roster[low..high].binary_search(&client) {
-                    Ok(at) => (low + at) as u32,
+                if roster.get(hint + 1) == Some(&client) {
+                    return (hint + 1) as u32;
+                }
+                let far = (hint + REACH).min(roster.len() - 1);
+                if roster[far] < client {
+                    return self.index.slot(client);
+                }
+                // roster[hint] < client <= roster[far]: there or nowhere.
+                let window = &roster[hint + 1..=far];
+                match window.binary_search(&client) {
+                    Ok(at) => (hint + 1 + at) as u32,
                     Err(_) => NOT_IN_ROSTER,
-                };
+                }
             }
-            _ => {}
+            _ => self.index.slot(client),
         }
-        self.index.slot(client)
     }
 
     fn neighbours(&self, slot: usize) -> &[u32] {
@@ -479,6 +471,9 @@ struct FastRows<'b> {
 
 /// Rows the ordered fast path checks and takes at once.
 const ORDERED: usize = 16;
+
+/// How far ahead of the expected slot [`NetInfo::slot_near`] searches the roster.
+const REACH: usize = 64;
 
 impl FastRows<'_> {
     /// Takes rows from `row` on while each is a transmit with its bit set, on time, of a
