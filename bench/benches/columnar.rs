@@ -44,7 +44,7 @@ fn columnar_aggregate(log: &bench::SimulatedLog) -> usize {
         columns.recycle(batch);
         pos = stop;
     }
-    aggregator.finish(vec![tally]).rounds.len()
+    aggregator.finish(vec![tally]).unwrap().rounds.len()
 }
 
 fn ingest(c: &mut Criterion) {

@@ -545,9 +545,15 @@ pub struct AggregateArgs {
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub min_live_neighbours: usize,
     /// Also write every rejected frame as CSV rows `file,offset,reason`: the input path, the
-    /// byte offset of the frame (or bad stretch) in it, and the reason's name.
+    /// byte offset of the frame (or bad stretch) in it, and the reason's name. A long list goes
+    /// through temporary files (see --reject-memory), so memory does not grow with it.
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
+    /// Memory for the list of rejected frames (--rejects), in MiB per worker thread (columnar
+    /// engine). Beyond it the list is sorted and written to unnamed temporary files in $TMPDIR,
+    /// 9 bytes a frame, and merged into the --rejects file at the end; the file is the same.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub reject_memory: u64,
     /// Grace in milliseconds after a round's end: a transmit frame stamped later is rejected as
     /// `late` and its client counts as missing (its neighbours must resend). Without this flag
     /// timestamps are not checked.
@@ -661,6 +667,8 @@ pub struct AggregateConfig {
     pub threads: usize,
     pub engine: EngineArg,
     pub group_memory: u64,
+    /// Listed rejects a worker keeps in memory before spilling them to a temporary file.
+    pub rejects_in_memory: usize,
     pub quiet: bool,
     pub logs: Vec<PathBuf>,
 }
@@ -1027,6 +1035,10 @@ impl AggregateArgs {
             threads: self.threads,
             engine: self.engine,
             group_memory: self.group_memory.saturating_mul(1 << 20),
+            rejects_in_memory: usize::try_from(
+                self.reject_memory.saturating_mul(1 << 20) / ingest::spill::REJECT_ENTRY_BYTES,
+            )
+            .unwrap_or(usize::MAX),
             quiet: self.quiet,
             logs: self.logs,
         })

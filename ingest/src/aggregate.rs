@@ -12,6 +12,7 @@ use engine::{KeyGraph, add_lanes};
 use crate::frame::{FrameView, Notification};
 use crate::log::Scanned;
 use crate::reject::{FrameSource, RejectCounts, RejectReason, Rejected};
+use crate::spill::RejectList;
 
 /// The key graph of every known net, by `dc_net_id`.
 pub type Nets = BTreeMap<u32, KeyGraph>;
@@ -129,8 +130,9 @@ pub struct AggregateReport {
     pub rounds: Vec<RoundResult>,
     /// Rejected frames by reason.
     pub counts: RejectCounts,
-    /// Each rejected frame with its position.
-    pub rejects: Vec<Rejected>,
+    /// Each rejected frame with its position, in ascending (file, offset) order (empty unless
+    /// rejects were listed). The columnar engine keeps a long list in temporary files.
+    pub rejects: RejectList,
     /// Frames that went into a round (transmit and resend frames kept).
     pub frames_kept: u64,
     /// Rounds settled early to stay within the memory budget that later received frames and
@@ -263,9 +265,8 @@ impl<'n> Aggregator<'n> {
             let result = self.settle(graph, round, frames, &mut report.frames_kept);
             report.rounds.push(result);
         }
-        self.rejects.sort_unstable();
         report.counts = self.counts;
-        report.rejects = self.rejects;
+        report.rejects = RejectList::from(self.rejects);
         report
     }
 
@@ -477,6 +478,8 @@ mod tests {
         assert_eq!(
             report
                 .rejects
+                .in_memory()
+                .unwrap()
                 .iter()
                 .find(|r| r.reason == RejectReason::Duplicate)
                 .unwrap()

@@ -25,6 +25,9 @@ pub enum BatchError {
     /// The worker threads could not be started.
     #[error("cannot start worker threads: {0}")]
     Threads(String),
+    /// The list of rejected frames could not be kept in temporary files.
+    #[error(transparent)]
+    Spill(#[from] crate::spill::SpillError),
 }
 
 /// What happened to one input file.

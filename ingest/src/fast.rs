@@ -26,10 +26,13 @@ use rayon::prelude::*;
 use crate::aggregate::{AggregateOptions, AggregateReport, Nets, RoundResult, RoundStatus};
 use crate::columnar::{FrameBatch, ScanReject};
 use crate::frame::{FRAME_HEADER_LEN, Notification, frame_len};
-use crate::reject::{FrameSource, RejectCounts, RejectReason, Rejected};
+use crate::reject::{RejectCounts, RejectReason};
+use crate::spill::{
+    DEFAULT_REJECTS_IN_MEMORY, REJECT_ENTRY_BYTES, RejectSink, SpillError, SpillRuns,
+};
 
-const OFFSET_BITS: u32 = 40;
-const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
+pub(crate) const OFFSET_BITS: u32 = 40;
+pub(crate) const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
 /// The most inputs one aggregation takes (a source packs the file index into 24 bits).
 pub const MAX_FILES: usize = 1 << (64 - OFFSET_BITS);
 /// The largest input one aggregation takes, in bytes (a source packs offsets into 40 bits).
@@ -52,13 +55,6 @@ impl Src {
 
     fn offset(self) -> u64 {
         self.0 & OFFSET_MASK
-    }
-
-    fn source(self) -> FrameSource {
-        FrameSource {
-            file: self.file(),
-            offset: self.offset(),
-        }
     }
 }
 
@@ -634,7 +630,15 @@ pub struct Tally {
     counts: [u64; RejectReason::ALL.len()],
     rejects: Vec<(Src, RejectReason)>,
     collect: bool,
+    /// Listed rejects already written to a temporary file
+    /// ([`ColumnarAggregator::spill_rejects_if_needed`]).
+    spilled: SpillRuns,
+    /// The first failure to spill: the list is incomplete, and `finish` reports it.
+    failed: Option<SpillError>,
 }
+
+// The memory figure the binary converts its reject budget with.
+const _: () = assert!(std::mem::size_of::<(Src, RejectReason)>() as u64 == REJECT_ENTRY_BYTES);
 
 impl Tally {
     /// A tally that lists each rejected frame when `collect_rejects` is set.
@@ -684,6 +688,22 @@ impl<'a> Inputs<'a> {
         ts.copy_from_slice(&bytes[24..32]);
         (u64::from_le_bytes(ts), &bytes[FRAME_HEADER_LEN..])
     }
+
+    /// The (net, round) group key of the frame at `src`, which was validated when it was read;
+    /// `None` only if its bytes are no longer there.
+    fn group_key(&self, src: Src) -> Option<u64> {
+        let start = usize::try_from(src.offset()).ok()?;
+        let header = self
+            .files
+            .get(src.file() as usize)?
+            .get(start..start.checked_add(FRAME_HEADER_LEN)?)?;
+        let word = |at: usize| {
+            let mut word = [0u8; 4];
+            word.copy_from_slice(&header[at..at + 4]);
+            u64::from(u32::from_le_bytes(word))
+        };
+        Some((word(8) << 32) | word(16))
+    }
 }
 
 fn lane_words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
@@ -719,6 +739,7 @@ pub struct ColumnarAggregator<'a> {
     evicting: Mutex<()>,
     spare: Mutex<Vec<Group>>,
     settled: Mutex<SettledStore>,
+    rejects_in_memory: usize,
 }
 
 /// Heap bytes of open groups before the oldest are settled early, unless configured otherwise.
@@ -756,7 +777,47 @@ impl<'a> ColumnarAggregator<'a> {
                 lanes,
                 ..SettledStore::default()
             }),
+            rejects_in_memory: DEFAULT_REJECTS_IN_MEMORY,
         }
+    }
+
+    /// Keeps at most about `entries` listed rejects in memory per worker (and as many while
+    /// finishing): beyond it they are sorted and written to temporary files (see
+    /// [`crate::spill`]) by [`Self::spill_rejects_if_needed`]. The list never depends on it.
+    pub fn with_rejects_in_memory(mut self, entries: usize) -> Self {
+        self.rejects_in_memory = entries;
+        self
+    }
+
+    /// Writes the rejects `tally` lists to a temporary file, sorted, once they reach the bound
+    /// of [`Self::with_rejects_in_memory`]. Cheap to call after every batch. A failure is kept
+    /// in the tally and returned by [`Self::finish`]; the list is dropped from then on, so that
+    /// memory stays bounded.
+    pub fn spill_rejects_if_needed(&self, tally: &mut Tally) {
+        if tally.rejects.len() < self.rejects_in_memory.max(1) {
+            return;
+        }
+        if tally.failed.is_none() {
+            tally.rejects.sort_unstable();
+            let written = (|| {
+                let mut run = tally.spilled.run()?;
+                for &(src, reason) in &tally.rejects {
+                    // A duplicate is withdrawn if its round is aggregated again, which only
+                    // the end knows: it carries its round along.
+                    let key = if reason == RejectReason::Duplicate {
+                        self.inputs.group_key(src)
+                    } else {
+                        None
+                    };
+                    run.push(src.0, reason, key)?;
+                }
+                run.finish()
+            })();
+            if let Err(error) = written {
+                tally.failed = Some(error);
+            }
+        }
+        tally.rejects.clear();
     }
 
     /// Keeps at most about `bytes` of open groups: when more are open, the least recently used
@@ -1223,8 +1284,12 @@ impl<'a> ColumnarAggregator<'a> {
         }
     }
 
-    /// Settles every group and merges the workers' tallies into the report.
-    pub fn finish(self, tallies: Vec<Tally>) -> AggregateReport {
+    /// Settles every group and merges the workers' tallies into the report. Fails only when
+    /// the listed rejects could not be kept in temporary files (see [`crate::spill`]).
+    pub fn finish(self, mut tallies: Vec<Tally>) -> Result<AggregateReport, SpillError> {
+        if let Some(error) = tallies.iter_mut().find_map(|tally| tally.failed.take()) {
+            return Err(error);
+        }
         let mut store = std::mem::take(&mut *lock(&self.settled));
         let mut cells: Vec<(u64, Cell)> = Vec::new();
         for shard in &self.shards {
@@ -1262,7 +1327,9 @@ impl<'a> ColumnarAggregator<'a> {
             .filter(|(_, cell)| matches!(cell.state, State::Dirty))
             .count() as u64;
         let mut withdrawn: u64 = 0;
-        let mut withdrawn_srcs: Vec<Src> = Vec::new();
+        // Rounds aggregated again, whose duplicates reported by the workers are withdrawn (the
+        // second aggregation reports them again).
+        let mut redone: rustc_hash::FxHashSet<u64> = rustc_hash::FxHashSet::default();
         let settled: Vec<Settled> = cells
             .into_iter()
             .filter_map(|(key, cell)| {
@@ -1272,7 +1339,7 @@ impl<'a> ColumnarAggregator<'a> {
             .map(|(key, net, info, cell)| {
                 if matches!(cell.state, State::Dirty) {
                     withdrawn += cell.reported;
-                    withdrawn_srcs.extend(&cell.reported_srcs);
+                    redone.insert(key);
                 }
                 (key, net, info, cell)
             })
@@ -1299,27 +1366,38 @@ impl<'a> ColumnarAggregator<'a> {
             ..AggregateReport::default()
         };
         let mut counts = [0u64; RejectReason::ALL.len()];
-        let mut rejects: Vec<(Src, RejectReason)> = Vec::new();
+        // The list: what the workers still hold and what settling found, spilled as it passes
+        // the bound; the runs the workers spilled are merged in when it is read.
+        let mut rejects = RejectSink::new(self.rejects_in_memory);
+        let is_withdrawn = |src: Src, reason: RejectReason| {
+            reason == RejectReason::Duplicate
+                && !redone.is_empty()
+                && self
+                    .inputs
+                    .group_key(src)
+                    .is_some_and(|key| redone.contains(&key))
+        };
         for tally in tallies {
             for (c, n) in counts.iter_mut().zip(tally.counts) {
                 *c += n;
             }
-            rejects.extend(tally.rejects);
+            rejects.append(tally.spilled);
+            for (src, reason) in tally.rejects {
+                if !is_withdrawn(src, reason) {
+                    rejects.push(src.0, reason)?;
+                }
+            }
         }
         counts[RejectReason::Duplicate as usize] -= withdrawn;
-        if !withdrawn_srcs.is_empty() {
-            let withdrawn: std::collections::HashSet<Src> = withdrawn_srcs.into_iter().collect();
-            rejects.retain(|(src, reason)| {
-                *reason != RejectReason::Duplicate || !withdrawn.contains(src)
-            });
-        }
         for (row, group_rejects, kept) in settled {
             report.frames_kept += kept;
             for &(_, reason) in &group_rejects {
                 counts[reason as usize] += 1;
             }
             if collect {
-                rejects.extend(group_rejects);
+                for (src, reason) in group_rejects {
+                    rejects.push(src.0, reason)?;
+                }
             }
             report.rounds.push(row);
         }
@@ -1328,15 +1406,8 @@ impl<'a> ColumnarAggregator<'a> {
             tallied.add_n(reason, n);
         }
         report.counts = tallied;
-        rejects.sort_unstable();
-        report.rejects = rejects
-            .into_iter()
-            .map(|(src, reason)| Rejected {
-                source: src.source(),
-                reason,
-            })
-            .collect();
-        report
+        report.rejects = rejects.finish(redone)?;
+        Ok(report)
     }
 
     /// Aggregates a dirty group again from scratch: reads back every frame in its byte

@@ -13,6 +13,7 @@ pub mod log;
 pub mod mmap;
 pub mod pipeline;
 pub mod reject;
+pub mod spill;
 pub mod tables;
 
 pub use aggregate::{
@@ -21,3 +22,4 @@ pub use aggregate::{
 pub use frame::{Frame, FrameError, FrameFields, FrameView, Notification};
 pub use log::{FrameScanner, LogError, LogHeader, LogWriter};
 pub use reject::{FrameSource, RejectCounts, RejectReason, Rejected};
+pub use spill::{RejectList, SpillError};

@@ -35,6 +35,9 @@ pub struct PipelineOptions {
     pub collect_rejects: bool,
     /// Heap bytes of open (net, round) groups before the least recently used are settled early.
     pub group_budget: u64,
+    /// Listed rejects a worker keeps in memory before it sorts them and writes them to a
+    /// temporary file (0 writes them after every morsel); the list does not depend on it.
+    pub rejects_in_memory: usize,
 }
 
 impl Default for PipelineOptions {
@@ -44,6 +47,7 @@ impl Default for PipelineOptions {
             morsel_frames: DEFAULT_MORSEL_FRAMES,
             collect_rejects: true,
             group_budget: crate::fast::DEFAULT_BUDGET,
+            rejects_in_memory: crate::spill::DEFAULT_REJECTS_IN_MEMORY,
         }
     }
 }
@@ -180,7 +184,9 @@ pub fn aggregate_files_columnar(
         .build()
         .map_err(|e| BatchError::Threads(e.to_string()))?;
     let aggregator = pool.install(|| {
-        ColumnarAggregator::new(nets, lanes, options, inputs).with_budget(pipeline.group_budget)
+        ColumnarAggregator::new(nets, lanes, options, inputs)
+            .with_budget(pipeline.group_budget)
+            .with_rejects_in_memory(pipeline.rejects_in_memory)
     });
     let morsel_frames = pipeline.morsel_frames.max(1);
     let commits: Vec<Mutex<Commit>> = logs
@@ -258,6 +264,7 @@ pub fn aggregate_files_columnar(
                             .recycle(morsel.batch);
                         worker.rejects = morsel.rejects;
                         aggregator.evict_if_needed();
+                        aggregator.spill_rejects_if_needed(&mut worker.tally);
                     };
                     let pop_ready = || ready_queue.pop();
                     loop {
@@ -329,7 +336,7 @@ pub fn aggregate_files_columnar(
         file.records = count.load(Ordering::Relaxed);
     }
     let tallies = tallies.into_inner().unwrap_or_else(PoisonError::into_inner);
-    let report = pool.install(|| aggregator.finish(tallies));
+    let report = pool.install(|| aggregator.finish(tallies))?;
     Ok(BatchOutcome {
         lanes,
         report,

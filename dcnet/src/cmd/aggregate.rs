@@ -24,6 +24,7 @@ pub fn aggregate(config: &AggregateConfig) -> Result<(BatchOutcome, Duration)> {
                 threads: config.threads,
                 collect_rejects: config.rejects.is_some(),
                 group_budget: config.group_memory,
+                rejects_in_memory: config.rejects_in_memory,
                 ..PipelineOptions::default()
             };
             let bar = Progress::default();
@@ -35,22 +36,28 @@ pub fn aggregate(config: &AggregateConfig) -> Result<(BatchOutcome, Duration)> {
     Ok((outcome, started.elapsed()))
 }
 
-/// Writes `file,offset,reason` for every rejected frame, naming files by their path.
+/// Writes `file,offset,reason` for every rejected frame, naming files by their path. The list
+/// is streamed: a long one is merged from its temporary files as it is written.
 pub fn write_rejects(path: &Path, outcome: &BatchOutcome) -> Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut csv = csv::Writer::from_writer(std::io::BufWriter::new(file));
-    let write = |csv: &mut csv::Writer<_>| -> csv::Result<()> {
+    let write = |csv: &mut csv::Writer<_>| -> Result<()> {
         csv.write_record(["file", "offset", "reason"])?;
-        for reject in &outcome.report.rejects {
-            let name = outcome
-                .files
+        let names: Vec<String> = outcome
+            .files
+            .iter()
+            .map(|f| f.path.display().to_string())
+            .collect();
+        for reject in outcome.report.rejects.stream()? {
+            let reject = reject?;
+            let name = names
                 .get(reject.source.file as usize)
-                .map_or_else(String::new, |f| f.path.display().to_string());
+                .map_or("", String::as_str);
             csv.write_record([
                 name,
-                reject.source.offset.to_string(),
-                reject.reason.name().to_owned(),
+                &reject.source.offset.to_string(),
+                reject.reason.name(),
             ])?;
         }
         csv.flush()?;

@@ -46,6 +46,7 @@ pub fn run(config: DemoConfig) -> Result<()> {
         threads: 0,
         engine: EngineArg::Columnar,
         group_memory: ingest::fast::DEFAULT_BUDGET,
+        rejects_in_memory: ingest::spill::DEFAULT_REJECTS_IN_MEMORY,
         quiet: true,
         logs: summary.logs.clone(),
     };

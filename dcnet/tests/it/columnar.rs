@@ -279,3 +279,91 @@ fn a_log_on_standard_input_aggregates_like_the_file() {
     assert!(!from_file.is_empty());
     assert_eq!(output.stdout, from_file);
 }
+
+/// A long reject list goes through temporary files: `--reject-memory 0` makes every worker
+/// write its rejects out after each morsel and the end merge hundreds of runs, and the
+/// --rejects file is byte for byte the one kept in memory and the reference engine's, also
+/// with rounds aggregated again (`--group-memory 0`), whose duplicates were reported twice.
+/// Without a usable $TMPDIR spilling fails with one line naming what failed, while a list kept
+/// in memory needs no temporary file.
+#[test]
+fn a_spilled_rejects_file_is_identical_and_a_failed_spill_is_one_line() {
+    use std::process::Command;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let population = "--nets 3 --clients 20 --rounds 6 --dropout 0.1 --seed 9";
+    let mut args = vec!["simulate", "--out", out];
+    args.extend(population.split(' '));
+    ok(&args);
+    for log in logs_in(dir.path()) {
+        // Every frame three times: twice more in a second log (which sorts first), the second
+        // copy after some garbage and with a bit flipped in every seventh frame. Mostly
+        // duplicates, then stray bytes and CRC mismatches. With --group-memory 0 the rounds
+        // are settled after the second log's morsel, which reported duplicates, and aggregated
+        // again when the first log's frames come: those duplicates are withdrawn.
+        let original = std::fs::read(&log).unwrap();
+        let mut bytes = original.clone();
+        bytes.extend((0..97u8).map(|b| b.wrapping_mul(37)));
+        let copy = bytes.len();
+        bytes.extend_from_slice(&original[64..]);
+        for frame in (copy..bytes.len()).step_by(7 * 40) {
+            bytes[frame + 33] ^= 0x10;
+        }
+        std::fs::write(log.replace(".dclog", "-again.dclog"), bytes).unwrap();
+    }
+    let logs = logs_in(dir.path());
+    let graph = dir.path().join("graph.csv");
+    let run = |name: &str, extra: &str, tmpdir: Option<&Path>| {
+        let rejects = dir.path().join(format!("{name}.csv"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dcnet"));
+        command
+            .args(["aggregate", "--quiet", "--graph", graph.to_str().unwrap()])
+            .args(["--rejects", rejects.to_str().unwrap()])
+            .args(extra.split_whitespace())
+            .args(&logs);
+        if let Some(tmpdir) = tmpdir {
+            command.env("TMPDIR", tmpdir);
+        }
+        let output = command.output().unwrap();
+        let written = std::fs::read(&rejects).ok();
+        (output, written)
+    };
+    let (memory, in_memory) = run("memory", "--threads 2", None);
+    assert!(memory.status.success(), "{}", crate::stderr(&memory));
+    let in_memory = in_memory.unwrap();
+    let text = String::from_utf8(in_memory.clone()).unwrap();
+    assert!(text.starts_with("file,offset,reason\n"));
+    for reason in ["duplicate", "crc-mismatch", "stray-bytes"] {
+        assert!(text.contains(&format!(",{reason}\n")), "{reason}");
+    }
+    assert!(text.lines().count() > 300, "{}", text.lines().count());
+    for (name, extra) in [
+        ("spilled", "--threads 2 --reject-memory 0"),
+        ("redone", "--threads 1 --reject-memory 0 --group-memory 0"),
+        ("reference", "--engine reference"),
+    ] {
+        let (output, written) = run(name, extra, None);
+        let stderr = crate::stderr(&output);
+        assert!(output.status.success(), "{stderr}");
+        assert_eq!(output.stdout, memory.stdout, "{name}: global.csv");
+        assert!(written == Some(in_memory.clone()), "{name}: rejects differ");
+        if name == "redone" {
+            assert!(stderr.contains("read again"), "{stderr}");
+        }
+    }
+
+    let missing = dir.path().join("no-such-dir");
+    let (output, _) = run("no-tmp", "--reject-memory 0", Some(&missing));
+    assert!(!output.status.success());
+    let stderr = crate::stderr(&output);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let expected = format!(
+        "error: cannot create a temporary file in {} for the list of rejected frames: ",
+        missing.display()
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    let (output, written) = run("no-tmp-in-memory", "", Some(&missing));
+    assert!(output.status.success(), "{}", crate::stderr(&output));
+    assert!(written == Some(in_memory), "rejects differ");
+}

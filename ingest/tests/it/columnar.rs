@@ -267,6 +267,7 @@ fn columnar(
             morsel_frames,
             collect_rejects: true,
             group_budget,
+            ..PipelineOptions::default()
         },
         &Progress::default(),
     )
@@ -277,7 +278,10 @@ fn assert_same(reference: &BatchOutcome, columnar: &BatchOutcome) {
     assert_eq!(columnar.lanes, reference.lanes);
     assert_eq!(columnar.report.rounds, reference.report.rounds);
     assert_eq!(columnar.report.counts, reference.report.counts);
-    assert_eq!(columnar.report.rejects, reference.report.rejects);
+    assert_eq!(
+        columnar.report.rejects.to_vec().unwrap(),
+        reference.report.rejects.to_vec().unwrap()
+    );
     assert_eq!(columnar.report.frames_kept, reference.report.frames_kept);
     let records = |o: &BatchOutcome| o.files.iter().map(|f| f.records).collect::<Vec<_>>();
     assert_eq!(records(columnar), records(reference));
@@ -343,6 +347,64 @@ proptest! {
         // The reference agrees with the reversed order too.
         let reference = aggregate_files(&reversed, &case.nets, options).unwrap();
         assert_same(&reference, &other);
+    }
+
+    /// With a tiny in-memory bound, workers write their rejects to temporary files after
+    /// nearly every morsel and the end merges many runs (in several passes when there are
+    /// many): the list is exactly the one kept in memory, in the same order. Also for logs
+    /// whose every frame comes twice, and for rounds aggregated again (group budget 0), whose
+    /// duplicates the workers reported and spilled before the end withdrew them.
+    #[test]
+    fn a_spilled_reject_list_equals_the_one_kept_in_memory(
+        seed: u64,
+        lanes in 1usize..=2,
+        files in 1usize..=3,
+        threads in 1usize..=2,
+        morsel_frames in 1usize..=9,
+        deadline: bool,
+        twice: bool,
+        group_budget in prop_oneof![Just(0u64), Just(u64::MAX)],
+        rejects_in_memory in 0usize..=4,
+    ) {
+        let case = case(seed, lanes, files, true);
+        if twice {
+            for path in &case.paths {
+                let mut bytes = std::fs::read(path).unwrap();
+                let body = bytes[64.min(bytes.len())..].to_vec();
+                bytes.extend_from_slice(&body);
+                std::fs::write(path, bytes).unwrap();
+            }
+        }
+        let options = options(deadline);
+        let run = |rejects_in_memory| {
+            aggregate_files_columnar(
+                &case.paths,
+                &case.nets,
+                options,
+                PipelineOptions {
+                    threads,
+                    morsel_frames,
+                    collect_rejects: true,
+                    group_budget,
+                    rejects_in_memory,
+                },
+                &Progress::default(),
+            )
+            .unwrap()
+        };
+        let in_memory = run(usize::MAX);
+        prop_assert!(!in_memory.report.rejects.is_spilled());
+        let spilled = run(rejects_in_memory);
+        let listed = in_memory.report.rejects.to_vec().unwrap();
+        prop_assert_eq!(listed.len() as u64, in_memory.report.counts.total());
+        // The end spills too once it holds the bound: any list that long went to a file
+        // (a shorter one may have, when a worker spilled duplicates that were withdrawn).
+        if listed.len() >= rejects_in_memory.max(1) {
+            prop_assert!(spilled.report.rejects.is_spilled());
+        }
+        prop_assert_eq!(&spilled.report.rejects.to_vec().unwrap(), &listed);
+        let reference = aggregate_files(&case.paths, &case.nets, options).unwrap();
+        assert_same(&reference, &spilled);
     }
 }
 
@@ -449,6 +511,7 @@ fn every_reject_reason_is_reported_at_the_offset_of_its_frame() {
                 morsel_frames: 3,
                 collect_rejects: true,
                 group_budget,
+                ..PipelineOptions::default()
             },
             &Progress::default(),
         )
@@ -465,6 +528,8 @@ fn every_reject_reason_is_reported_at_the_offset_of_its_frame() {
         }
         let got: Vec<(u64, RejectReason)> = report
             .rejects
+            .to_vec()
+            .unwrap()
             .iter()
             .map(|r| (r.source.offset, r.reason))
             .collect();
@@ -525,6 +590,7 @@ fn a_round_is_read_again_only_when_a_frame_comes_after_it_was_settled() {
                 morsel_frames: 5,
                 collect_rejects: true,
                 group_budget: 4 * footprint,
+                ..PipelineOptions::default()
             },
             &Progress::default(),
         )

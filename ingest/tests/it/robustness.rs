@@ -78,6 +78,8 @@ fn truncated_log_counts_every_whole_frame_and_reports_the_tail() {
     assert_eq!(report.rounds[1].sum, Some(vec![104, 4]));
     let tail = report
         .rejects
+        .in_memory()
+        .unwrap()
         .iter()
         .find(|r| r.reason == RejectReason::Truncated)
         .unwrap();
@@ -99,7 +101,13 @@ fn flipped_bits_reject_exactly_the_damaged_frames() {
     assert_eq!(report.counts.get(RejectReason::CrcMismatch), 3);
     assert_eq!(report.counts.total(), 3);
     assert_eq!(report.frames_kept, 13);
-    let offsets: Vec<u64> = report.rejects.iter().map(|r| r.source.offset).collect();
+    let offsets: Vec<u64> = report
+        .rejects
+        .to_vec()
+        .unwrap()
+        .iter()
+        .map(|r| r.source.offset)
+        .collect();
     assert_eq!(
         offsets,
         vec![
