@@ -316,9 +316,10 @@ struct Cell {
     state: State,
     /// Per file, the first and last offset of a frame that reached this group.
     ranges: Vec<(u32, u64, u64)>,
-    /// Duplicates reported while open, withdrawn if the group is aggregated again.
+    /// Duplicates reported while open, withdrawn if the group is aggregated again. Which ones
+    /// is not kept here (that would grow with the frames): a listed duplicate names its frame,
+    /// whose (net, round) the end reads back (see [`ColumnarAggregator::finish`]).
     reported: u64,
-    reported_srcs: Vec<Src>,
 }
 
 /// What the group table holds for a (net, round): the live cell, or, once the round was settled
@@ -359,7 +360,6 @@ struct SettledRow {
 struct SettledExtras {
     exposed: Vec<u32>,
     rejects: Vec<(Src, RejectReason)>,
-    reported_srcs: Vec<Src>,
     more_ranges: Vec<(u32, u64, u64)>,
 }
 
@@ -382,17 +382,12 @@ impl SettledStore {
             range: cell.ranges.first().copied().unwrap_or((0, 0, 0)),
         });
         let more_ranges = cell.ranges.get(1..).unwrap_or(&[]).to_vec();
-        if !row.exposed.is_empty()
-            || !rejects.is_empty()
-            || !cell.reported_srcs.is_empty()
-            || !more_ranges.is_empty()
-        {
+        if !row.exposed.is_empty() || !rejects.is_empty() || !more_ranges.is_empty() {
             self.extras.insert(
                 index,
                 SettledExtras {
                     exposed: row.exposed,
                     rejects,
-                    reported_srcs: cell.reported_srcs.clone(),
                     more_ranges,
                 },
             );
@@ -402,20 +397,17 @@ impl SettledStore {
 
     /// A dirty cell that takes over from row `index` (which the group table then no longer
     /// names, so the row is never read again) with what redoing the round needs: its byte
-    /// ranges and the duplicates reported while it was open.
+    /// ranges and the number of duplicates reported while it was open.
     fn revive(&mut self, index: u32) -> Cell {
         let row = &self.rows[index as usize];
         let mut ranges = vec![row.range];
-        let mut reported_srcs = Vec::new();
         if let Some(extras) = self.extras.remove(&index) {
             ranges.extend(extras.more_ranges);
-            reported_srcs = extras.reported_srcs;
         }
         Cell {
             state: State::Dirty,
             ranges,
             reported: u64::from(row.reported),
-            reported_srcs,
         }
     }
 
@@ -870,7 +862,6 @@ impl<'a> ColumnarAggregator<'a> {
                         state: State::Open(self.fresh_group(roster)),
                         ranges: Vec::new(),
                         reported: 0,
-                        reported_srcs: Vec::new(),
                     }),
                 });
                 entry.insert(Entry::Live(handle.clone()));
@@ -1115,7 +1106,6 @@ impl<'a> ColumnarAggregator<'a> {
                 return;
             };
             let duplicates_before = tally.counts[RejectReason::Duplicate as usize];
-            let listed = tally.rejects.len();
             let mut columns: [&[u64]; MAX_LANES] = [&[]; MAX_LANES];
             for (l, column) in columns.iter_mut().enumerate().take(self.lanes) {
                 *column = batch.lane(l);
@@ -1165,14 +1155,6 @@ impl<'a> ColumnarAggregator<'a> {
                 *sum = sum.wrapping_add(*run);
             }
             cell.reported += tally.counts[RejectReason::Duplicate as usize] - duplicates_before;
-            if tally.collect {
-                cell.reported_srcs.extend(
-                    tally.rejects[listed..]
-                        .iter()
-                        .filter(|(_, reason)| *reason == RejectReason::Duplicate)
-                        .map(|&(src, _)| src),
-                );
-            }
             return;
         }
     }
@@ -1280,7 +1262,6 @@ impl<'a> ColumnarAggregator<'a> {
             state: State::Settled(index),
             ranges: Vec::new(),
             reported: 0,
-            reported_srcs: Vec::new(),
         }
     }
 
@@ -1313,7 +1294,6 @@ impl<'a> ColumnarAggregator<'a> {
                             state: std::mem::replace(&mut cell.state, State::Dirty),
                             ranges: std::mem::take(&mut cell.ranges),
                             reported: cell.reported,
-                            reported_srcs: std::mem::take(&mut cell.reported_srcs),
                         }
                     }
                 };
@@ -1328,7 +1308,10 @@ impl<'a> ColumnarAggregator<'a> {
             .count() as u64;
         let mut withdrawn: u64 = 0;
         // Rounds aggregated again, whose duplicates reported by the workers are withdrawn (the
-        // second aggregation reports them again).
+        // second aggregation reports them again). A worker reports a duplicate only for the
+        // group of its own frame, while that group is open, so these are exactly the listed
+        // duplicates whose frame's (net, round) is in this set: the frames are read back
+        // rather than every reported source kept per group.
         let mut redone: rustc_hash::FxHashSet<u64> = rustc_hash::FxHashSet::default();
         let settled: Vec<Settled> = cells
             .into_iter()
