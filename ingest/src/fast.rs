@@ -629,6 +629,12 @@ pub struct Tally {
     failed: Option<SpillError>,
 }
 
+/// Listed rejects a morsel may add past the bound before the worker spills, without the list
+/// growing beyond the room [`ColumnarAggregator::spill_rejects_if_needed`] reserved.
+const SPILL_HEADROOM: usize = 1 << 16;
+/// The largest list (in entries, 1 GiB) whose room is reserved at once; beyond, it doubles.
+const MAX_RESERVED: usize = 1 << 26;
+
 // The memory figure the binary converts its reject budget with.
 const _: () = assert!(std::mem::size_of::<(Src, RejectReason)>() as u64 == REJECT_ENTRY_BYTES);
 
@@ -786,30 +792,44 @@ impl<'a> ColumnarAggregator<'a> {
     /// in the tally and returned by [`Self::finish`]; the list is dropped from then on, so that
     /// memory stays bounded.
     pub fn spill_rejects_if_needed(&self, tally: &mut Tally) {
-        if tally.rejects.len() < self.rejects_in_memory.max(1) {
+        let bound = self.rejects_in_memory.max(1);
+        let listed = tally.rejects.len();
+        if listed < bound {
+            // The list's room is reserved at once, up to the bound and a morsel's worth more,
+            // rather than doubled past the bound: capacity never written costs no memory,
+            // while a doubling copies the list and can leave the old buffer resident.
+            let room = bound.saturating_add(SPILL_HEADROOM);
+            if listed > 0 && room <= MAX_RESERVED && tally.rejects.capacity() < room {
+                // Without the room the list still grows, by doubling.
+                let _ = tally.rejects.try_reserve_exact(room - listed);
+            }
             return;
         }
-        if tally.failed.is_none() {
-            tally.rejects.sort_unstable();
-            let written = (|| {
-                let mut run = tally.spilled.run()?;
-                for &(src, reason) in &tally.rejects {
-                    // A duplicate is withdrawn if its round is aggregated again, which only
-                    // the end knows: it carries its round along.
-                    let key = if reason == RejectReason::Duplicate {
-                        self.inputs.group_key(src)
-                    } else {
-                        None
-                    };
-                    run.push(src.0, reason, key)?;
-                }
-                run.finish()
-            })();
-            if let Err(error) = written {
-                tally.failed = Some(error);
-            }
+        if tally.failed.is_none()
+            && let Err(error) = self.spill_rejects(tally)
+        {
+            tally.failed = Some(error);
         }
         tally.rejects.clear();
+    }
+
+    /// Writes the rejects `tally` lists as one sorted run and empties the list.
+    fn spill_rejects(&self, tally: &mut Tally) -> Result<(), SpillError> {
+        tally.rejects.sort_unstable();
+        let mut run = tally.spilled.run()?;
+        for &(src, reason) in &tally.rejects {
+            // A duplicate is withdrawn if its round is aggregated again, which only the end
+            // knows: it carries its round along.
+            let key = if reason == RejectReason::Duplicate {
+                self.inputs.group_key(src)
+            } else {
+                None
+            };
+            run.push(src.0, reason, key)?;
+        }
+        run.finish()?;
+        tally.rejects.clear();
+        Ok(())
     }
 
     /// Keeps at most about `bytes` of open groups: when more are open, the least recently used
@@ -1350,8 +1370,16 @@ impl<'a> ColumnarAggregator<'a> {
         };
         let mut counts = [0u64; RejectReason::ALL.len()];
         // The list: what the workers still hold and what settling found, spilled as it passes
-        // the bound; the runs the workers spilled are merged in when it is read.
+        // the bound; the runs the workers spilled are merged in when it is read. Once anything
+        // is spilled, the workers' lists are written out too rather than gathered here, so
+        // that they are not held twice.
         let mut rejects = RejectSink::new(self.rejects_in_memory);
+        let spilling = tallies.iter().any(|tally| !tally.spilled.is_empty())
+            || tallies
+                .iter()
+                .map(|tally| tally.rejects.len())
+                .sum::<usize>()
+                >= self.rejects_in_memory.max(1);
         let is_withdrawn = |src: Src, reason: RejectReason| {
             reason == RejectReason::Duplicate
                 && !redone.is_empty()
@@ -1360,9 +1388,12 @@ impl<'a> ColumnarAggregator<'a> {
                     .group_key(src)
                     .is_some_and(|key| redone.contains(&key))
         };
-        for tally in tallies {
+        for mut tally in tallies {
             for (c, n) in counts.iter_mut().zip(tally.counts) {
                 *c += n;
+            }
+            if spilling && !tally.rejects.is_empty() {
+                self.spill_rejects(&mut tally)?;
             }
             rejects.append(tally.spilled);
             for (src, reason) in tally.rejects {

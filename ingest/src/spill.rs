@@ -548,19 +548,28 @@ impl RejectSink {
     pub(crate) fn push(&mut self, source: u64, reason: RejectReason) -> Result<(), SpillError> {
         self.pending.push((source, reason));
         if self.pending.len() >= self.bound {
-            self.pending.sort_unstable();
-            let mut writer = self.runs.run()?;
-            for &(source, reason) in &self.pending {
-                writer.push(source, reason, None)?;
-            }
-            writer.finish()?;
-            self.pending.clear();
+            self.spill()?;
         }
         Ok(())
     }
 
-    /// The list, leaving out keyed duplicates of the rounds in `withdrawn`.
+    fn spill(&mut self) -> Result<(), SpillError> {
+        self.pending.sort_unstable();
+        let mut writer = self.runs.run()?;
+        for &(source, reason) in &self.pending {
+            writer.push(source, reason, None)?;
+        }
+        writer.finish()?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// The list, leaving out keyed duplicates of the rounds in `withdrawn`. Held in memory
+    /// only if nothing was spilled; otherwise what is pending becomes one more run.
     pub(crate) fn finish(mut self, withdrawn: FxHashSet<u64>) -> Result<RejectList, SpillError> {
+        if !self.runs.is_empty() && !self.pending.is_empty() {
+            self.spill()?;
+        }
         self.pending.sort_unstable();
         let memory = self
             .pending
@@ -650,12 +659,13 @@ mod tests {
         for e in &entries {
             sink.push(pack(e.source), e.reason).unwrap();
         }
-        // Three runs of three, one entry left in memory.
+        // Three runs of three, one entry left, which finishing writes out too.
         assert_eq!(sink.runs.runs.len(), 3);
         assert_eq!(sink.pending.len(), 1);
         let list = sink.finish(FxHashSet::default()).unwrap();
         assert!(list.is_spilled());
         assert_eq!(list.in_memory(), None);
+        assert!(list.memory.is_empty());
         let mut want = entries.clone();
         want.sort_unstable();
         assert_eq!(list.to_vec().unwrap(), want);
