@@ -8,12 +8,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc rather than the system allocator: `aggregate` workers allocate and free group
-/// buffers and result rows on two threads at once, and glibc's per-thread arenas grow in small
-/// `mprotect` steps (a tenth of the CPU time of an aggregate run in `perf`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use crate::cli::{
     AuditCommand, BenchCommand, Cli, Command, GraphCommand, LockCommand, MeterCommand,
     TariffCommand,
