@@ -503,8 +503,13 @@ impl FastRows<'_> {
         kept: &mut [Src],
         transmit: u8,
     ) -> usize {
+        // Stretches in a row whose clients mostly were not where predicted: from two on, the
+        // log is taken to be in no particular order here, and rows go straight to the roster
+        // index, without the ordered check or the search ahead (about a tenth faster on such
+        // logs); a stretch that is mostly in order again switches back.
+        let mut unordered = 0u32;
         while *row < end {
-            if self.take_ordered(*row, end, *next, present, kept) {
+            if unordered < 2 && self.take_ordered(*row, end, *next, present, kept) {
                 *row += ORDERED;
                 *next += ORDERED;
                 continue;
@@ -512,6 +517,7 @@ impl FastRows<'_> {
             // Up to a chunk of single rows before the ordered path is tried again, so that a
             // log in no particular order pays for the failed check once per chunk only.
             let stretch_end = (*row + ORDERED).min(end);
+            let mut predicted = 0;
             while *row < stretch_end {
                 let r = *row;
                 let at = self.bit_offset + r;
@@ -521,7 +527,12 @@ impl FastRows<'_> {
                 {
                     return r;
                 }
-                let slot = self.info.slot_near(self.clients[r], *next);
+                let client = self.clients[r];
+                let slot = if unordered < 2 {
+                    self.info.slot_near(client, *next)
+                } else {
+                    self.info.index.slot(client)
+                };
                 if slot == NOT_IN_ROSTER {
                     return r;
                 }
@@ -532,8 +543,14 @@ impl FastRows<'_> {
                 }
                 present[word] |= bit;
                 kept[slot] = Src::new(self.file, self.offsets[r]);
+                predicted += usize::from(slot == *next);
                 *next = slot + 1;
                 *row += 1;
+            }
+            if predicted < ORDERED / 2 {
+                unordered += 1;
+            } else {
+                unordered = 0;
             }
         }
         end
