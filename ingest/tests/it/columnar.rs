@@ -287,6 +287,27 @@ fn assert_same(reference: &BatchOutcome, columnar: &BatchOutcome) {
     assert_eq!(records(columnar), records(reference));
 }
 
+/// The columnar engine with these settings gives exactly the straightforward engine's results.
+fn equals_reference(
+    case: &Case,
+    deadline: bool,
+    threads: usize,
+    morsel_frames: usize,
+    group_budget: u64,
+) {
+    let options = options(deadline);
+    let reference = aggregate_files(&case.paths, &case.nets, options).unwrap();
+    let got = columnar(
+        case,
+        &case.paths,
+        options,
+        threads,
+        morsel_frames,
+        group_budget,
+    );
+    assert_same(&reference, &got);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -303,10 +324,7 @@ proptest! {
         group_budget in prop_oneof![Just(0u64), 0u64..2000, Just(u64::MAX)],
     ) {
         let case = case(seed, lanes, files, true);
-        let options = options(deadline);
-        let reference = aggregate_files(&case.paths, &case.nets, options).unwrap();
-        let got = columnar(&case, &case.paths, options, threads, morsel_frames, group_budget);
-        assert_same(&reference, &got);
+        equals_reference(&case, deadline, threads, morsel_frames, group_budget);
     }
 
     /// Logs in client order take the ordered fast path; duplicates, frames out of place,
@@ -323,10 +341,7 @@ proptest! {
         group_budget in prop_oneof![Just(u64::MAX), Just(0u64)],
     ) {
         let case = case_of(seed, lanes, files, damaged, Layout::Ordered);
-        let options = options(deadline);
-        let reference = aggregate_files(&case.paths, &case.nets, options).unwrap();
-        let got = columnar(&case, &case.paths, options, threads, morsel_frames, group_budget);
-        assert_same(&reference, &got);
+        equals_reference(&case, deadline, threads, morsel_frames, group_budget);
     }
 
     #[test]
