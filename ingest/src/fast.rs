@@ -487,73 +487,63 @@ impl FastRows<'_> {
         kept: &mut [Src],
     ) -> usize {
         let transmit = Notification::Transmit as u8;
+        // The expected slot lives in a local for the loop and goes back through `next` at the
+        // end, whichever way the loop stops.
         let mut hint = *next;
-        let stop = self.take_from(&mut row, end, &mut hint, present, kept, transmit);
+        let stop = 'rows: {
+            // Stretches in a row whose clients mostly were not where predicted: from two on, the
+            // log is taken to be in no particular order here, and rows go straight to the roster
+            // index, without the ordered check or the search ahead (about a tenth faster on such
+            // logs); a stretch that is mostly in order again switches back.
+            let mut unordered = 0u32;
+            while row < end {
+                if unordered < 2 && self.take_ordered(row, end, hint, present, kept) {
+                    row += ORDERED;
+                    hint += ORDERED;
+                    continue;
+                }
+                // Up to a chunk of single rows before the ordered path is tried again, so that a
+                // log in no particular order pays for the failed check once per chunk only.
+                let stretch_end = (row + ORDERED).min(end);
+                let mut predicted = 0;
+                while row < stretch_end {
+                    let at = self.bit_offset + row;
+                    if self.codes[row] != transmit
+                        || self.bit_bytes[at / 8] & (1 << (at % 8)) == 0
+                        || self.timestamps[row] > self.on_time
+                    {
+                        break 'rows row;
+                    }
+                    let client = self.clients[row];
+                    let slot = if unordered < 2 {
+                        self.info.slot_near(client, hint)
+                    } else {
+                        self.info.index.slot(client)
+                    };
+                    if slot == NOT_IN_ROSTER {
+                        break 'rows row;
+                    }
+                    let slot = slot as usize;
+                    let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+                    if present[word] & bit != 0 {
+                        break 'rows row;
+                    }
+                    present[word] |= bit;
+                    kept[slot] = Src::new(self.file, self.offsets[row]);
+                    predicted += usize::from(slot == hint);
+                    hint = slot + 1;
+                    row += 1;
+                }
+                if predicted < ORDERED / 2 {
+                    unordered += 1;
+                } else {
+                    unordered = 0;
+                }
+            }
+            end
+        };
         *next = hint;
         stop
-    }
-
-    #[inline(always)]
-    fn take_from(
-        &self,
-        row: &mut usize,
-        end: usize,
-        next: &mut usize,
-        present: &mut [u64],
-        kept: &mut [Src],
-        transmit: u8,
-    ) -> usize {
-        // Stretches in a row whose clients mostly were not where predicted: from two on, the
-        // log is taken to be in no particular order here, and rows go straight to the roster
-        // index, without the ordered check or the search ahead (about a tenth faster on such
-        // logs); a stretch that is mostly in order again switches back.
-        let mut unordered = 0u32;
-        while *row < end {
-            if unordered < 2 && self.take_ordered(*row, end, *next, present, kept) {
-                *row += ORDERED;
-                *next += ORDERED;
-                continue;
-            }
-            // Up to a chunk of single rows before the ordered path is tried again, so that a
-            // log in no particular order pays for the failed check once per chunk only.
-            let stretch_end = (*row + ORDERED).min(end);
-            let mut predicted = 0;
-            while *row < stretch_end {
-                let r = *row;
-                let at = self.bit_offset + r;
-                if self.codes[r] != transmit
-                    || self.bit_bytes[at / 8] & (1 << (at % 8)) == 0
-                    || self.timestamps[r] > self.on_time
-                {
-                    return r;
-                }
-                let client = self.clients[r];
-                let slot = if unordered < 2 {
-                    self.info.slot_near(client, *next)
-                } else {
-                    self.info.index.slot(client)
-                };
-                if slot == NOT_IN_ROSTER {
-                    return r;
-                }
-                let slot = slot as usize;
-                let (word, bit) = (slot / 64, 1u64 << (slot % 64));
-                if present[word] & bit != 0 {
-                    return r;
-                }
-                present[word] |= bit;
-                kept[slot] = Src::new(self.file, self.offsets[r]);
-                predicted += usize::from(slot == *next);
-                *next = slot + 1;
-                *row += 1;
-            }
-            if predicted < ORDERED / 2 {
-                unordered += 1;
-            } else {
-                unordered = 0;
-            }
-        }
-        end
     }
 
     /// Takes rows `row..row + ORDERED` if they are exactly the roster clients of slots
