@@ -452,8 +452,7 @@ struct FastRows<'b> {
     timestamps: &'b [u64],
     offsets: &'b [u64],
     file: u32,
-    /// The net's clients by slot, in ascending order.
-    roster: &'b [u32],
+    /// The net: its roster by slot (ascending client ids) and the roster index.
     info: &'b NetInfo,
 }
 
@@ -473,8 +472,8 @@ impl FastRows<'_> {
     /// Logs are usually written a (net, round) at a time in client order, and slots are the
     /// ascending order of client ids, so a row's client is most often the roster client right
     /// after the previous row's. Such stretches are checked [`ORDERED`] rows at a time with
-    /// no lookup at all ([`Self::take_ordered`]); any other row is looked up in the roster
-    /// index, one at a time, and the prediction starts again from its slot.
+    /// no lookup at all ([`Self::take_ordered`]); any other row is searched for near the
+    /// expected slot ([`NetInfo::slot_near`]), and the prediction starts again from its slot.
     /// `next` is the slot the next row's client is expected at; it is left after the last
     /// row taken.
     #[inline]
@@ -563,7 +562,7 @@ impl FastRows<'_> {
             self.clients
                 .get(row..row + ORDERED)
                 .filter(|_| row + ORDERED <= end),
-            self.roster.get(next..next.wrapping_add(ORDERED)),
+            self.info.clients.get(next..next.wrapping_add(ORDERED)),
         ) else {
             return false;
         };
@@ -1153,7 +1152,6 @@ impl<'a> ColumnarAggregator<'a> {
                 timestamps,
                 offsets,
                 file,
-                roster: &info.clients,
                 info,
             };
             let mut row = row + 1;
