@@ -26,13 +26,13 @@ use rayon::prelude::*;
 use crate::aggregate::{AggregateOptions, AggregateReport, Nets, RoundResult, RoundStatus};
 use crate::columnar::{FrameBatch, ScanReject};
 use crate::frame::{FRAME_HEADER_LEN, Notification, frame_len};
-use crate::reject::{RejectCounts, RejectReason};
+use crate::reject::{FrameSource, RejectCounts, RejectReason};
 use crate::spill::{
     DEFAULT_REJECTS_IN_MEMORY, REJECT_ENTRY_BYTES, RejectSink, SpillError, SpillRuns,
 };
 
-pub(crate) const OFFSET_BITS: u32 = 40;
-pub(crate) const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
+const OFFSET_BITS: u32 = 40;
+const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
 /// The most inputs one aggregation takes (a source packs the file index into 24 bits).
 pub const MAX_FILES: usize = 1 << (64 - OFFSET_BITS);
 /// The largest input one aggregation takes, in bytes (a source packs offsets into 40 bits).
@@ -55,6 +55,21 @@ impl Src {
 
     fn offset(self) -> u64 {
         self.0 & OFFSET_MASK
+    }
+}
+
+/// `source` packed as the engine packs a frame's position (the spilled reject lists store it
+/// so): ordered like `(file, offset)`.
+pub(crate) fn pack_source(source: FrameSource) -> u64 {
+    Src::new(source.file, source.offset).0
+}
+
+/// The position [`pack_source`] packed.
+pub(crate) fn unpack_source(packed: u64) -> FrameSource {
+    let src = Src(packed);
+    FrameSource {
+        file: src.file(),
+        offset: src.offset(),
     }
 }
 

@@ -27,8 +27,8 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
 
-use crate::fast::{OFFSET_BITS, OFFSET_MASK};
-use crate::reject::{FrameSource, RejectReason, Rejected};
+use crate::fast::{pack_source as pack, unpack_source as unpack};
+use crate::reject::{RejectReason, Rejected};
 
 /// Listed rejects a worker keeps in memory before it sorts them and writes them to a temporary
 /// file, unless configured otherwise: 1 Mi entries, 16 MiB per worker.
@@ -142,20 +142,6 @@ fn write_all_at(_: &File, _: &[u8], _: u64) -> io::Result<()> {
 #[cfg(not(any(unix, windows)))]
 fn read_exact_at(_: &File, _: &mut [u8], _: u64) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
-}
-
-/// A source packed into one word the way the columnar engine packs it (file index high,
-/// byte offset low), so that packed order is (file, offset) order.
-fn pack(source: FrameSource) -> u64 {
-    (u64::from(source.file) << OFFSET_BITS) | (source.offset & OFFSET_MASK)
-}
-
-fn unpack(packed: u64) -> FrameSource {
-    FrameSource {
-        // The high 24 bits fit a u32.
-        file: (packed >> OFFSET_BITS) as u32,
-        offset: packed & OFFSET_MASK,
-    }
 }
 
 /// One sorted run: bytes `start..end` of file `file`.
@@ -586,6 +572,7 @@ impl RejectSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reject::FrameSource;
     use proptest::prelude::*;
 
     fn entry(file: u32, offset: u64, reason: usize) -> Rejected {
