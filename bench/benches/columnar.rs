@@ -40,7 +40,11 @@ fn columnar_aggregate(log: &bench::SimulatedLog) -> usize {
         let stop = read_morsel(&log.bytes, header, pos, end, &mut columns, &mut rejects);
         let batch = columns.finish(0).unwrap();
         aggregator.add_scan_rejects(0, &rejects, &mut tally);
-        aggregator.add_batch(&batch, &mut tally);
+        // Batches are added in file order, so the round a batch began with is complete once
+        // the batch is added (see `ColumnarAggregator::add_batch`).
+        if let Some(head) = aggregator.add_batch(&batch, &mut tally) {
+            aggregator.settle_head(head);
+        }
         columns.recycle(batch);
         pos = stop;
     }

@@ -756,9 +756,19 @@ pub struct ColumnarAggregator<'a> {
     open_bytes: AtomicU64,
     clock: AtomicU64,
     evicting: Mutex<()>,
-    spare: Mutex<Vec<Group>>,
+    // Boxed as the open state holds them, so that taking one out and putting it back moves a
+    // pointer and allocates nothing (a cross-thread malloc and free per round otherwise).
+    #[allow(clippy::vec_box)]
+    spare: Mutex<Vec<Box<Group>>>,
     settled: Mutex<SettledStore>,
     rejects_in_memory: usize,
+}
+
+/// A round a batch began with and saw the end of (see [`ColumnarAggregator::add_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadRound {
+    net: u32,
+    round: u32,
 }
 
 /// Heap bytes of open groups before the oldest are settled early, unless configured otherwise.
@@ -938,7 +948,7 @@ impl<'a> ColumnarAggregator<'a> {
                 group.sum.resize(self.lanes, 0);
                 group.resends.clear();
                 group.captured.clear();
-                Box::new(group)
+                group
             }
             None => Box::new(Group::new(roster, self.lanes)),
         }
@@ -1018,7 +1028,7 @@ impl<'a> ColumnarAggregator<'a> {
         let footprint = Group::footprint(info.clients.len());
         let mut spare = lock(&self.spare);
         if (spare.len() as u64 + 1) * footprint <= self.budget / 4 {
-            spare.push(*group);
+            spare.push(group);
         }
         self.open_bytes
             .fetch_sub(footprint, AtomicOrdering::Relaxed);
@@ -1045,14 +1055,22 @@ impl<'a> ColumnarAggregator<'a> {
     }
 
     /// Applies the rules to every frame of `batch`.
-    pub fn add_batch(&self, batch: &FrameBatch, tally: &mut Tally) {
+    ///
+    /// Returns the round the batch began with, when a later round of the same net follows it
+    /// in the batch: in a log written round by round it has no frames after this batch. The
+    /// batch alone cannot tell whether batches before it in the file (being aggregated on
+    /// other threads) still hold frames of that round, so it is left open; once every batch
+    /// before this one in its file has been added, the caller may settle it at once with
+    /// [`Self::settle_head`].
+    pub fn add_batch(&self, batch: &FrameBatch, tally: &mut Tally) -> Option<HeadRound> {
         let file = batch.file;
         if batch.lanes() != self.lanes {
             for &offset in &batch.offsets {
                 tally.reject(Src::new(file, offset), RejectReason::BadLanes);
             }
-            return;
+            return None;
         }
+        let mut head = None;
         let (nets, rounds) = (batch.dc_net_id(), batch.round());
         let rows = batch.len();
         let mut start = 0;
@@ -1078,15 +1096,32 @@ impl<'a> ColumnarAggregator<'a> {
             }
             self.add_run(batch, start, end, tally);
             if let Some((previous_start, previous_net, previous_round)) = previous
-                && previous_start > 0
                 && previous_net == net
                 && previous_round < round
             {
-                self.settle_if_released(previous_net, previous_round);
+                if previous_start > 0 {
+                    self.settle_if_released(previous_net, previous_round);
+                } else {
+                    head = Some(HeadRound {
+                        net: previous_net,
+                        round: previous_round,
+                    });
+                }
             }
             previous = Some((start, net, round));
             start = end;
         }
+        head
+    }
+
+    /// Settles the round `head` returned by [`Self::add_batch`] if its sum would be released,
+    /// as rounds read whole within one batch are: call it once every batch before that one in
+    /// the same file has been added. Results never depend on it (a frame that still comes for
+    /// the round makes it be aggregated again at the end); it only lets the round be settled
+    /// while its group is in cache and its buffers be reused, instead of waiting for the end
+    /// or for the memory budget.
+    pub fn settle_head(&self, head: HeadRound) {
+        self.settle_if_released(head.net, head.round);
     }
 
     /// Rows `start..end` of `batch`, all of one (net, round), in one pass: the per-frame rules

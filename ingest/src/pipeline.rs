@@ -21,7 +21,7 @@ use std::sync::{Mutex, PoisonError};
 use crate::aggregate::{AggregateOptions, Nets};
 use crate::batch::{BatchError, BatchOutcome, OpenedInputs, open_inputs};
 use crate::columnar::{DEFAULT_MORSEL_FRAMES, FrameBatch, FrameColumns, ScanReject, read_morsel};
-use crate::fast::{ColumnarAggregator, Inputs, MAX_FILE_BYTES, MAX_FILES, Tally};
+use crate::fast::{ColumnarAggregator, HeadRound, Inputs, MAX_FILE_BYTES, MAX_FILES, Tally};
 use crate::log::{LOG_HEADER_LEN, LogHeader};
 
 /// How the work is spread.
@@ -72,6 +72,8 @@ struct Task {
 }
 
 struct Morsel {
+    /// Its number within its file.
+    index: usize,
     start: usize,
     end: usize,
     stop: usize,
@@ -84,6 +86,39 @@ struct Commit {
     next: usize,
     last_stop: usize,
     parked: BTreeMap<usize, Morsel>,
+    /// Every morsel below this one has been aggregated.
+    aggregated_below: usize,
+    /// Aggregated morsels at or above `aggregated_below` (a few: those other workers overtook).
+    aggregated_above: Vec<usize>,
+    /// Rounds that aggregated morsels began with and saw the end of, waiting for every morsel
+    /// before theirs (see [`ColumnarAggregator::add_batch`]).
+    heads: Vec<(usize, HeadRound)>,
+}
+
+impl Commit {
+    fn aggregated(&mut self, morsel: usize, head: Option<HeadRound>) {
+        if let Some(head) = head {
+            self.heads.push((morsel, head));
+        }
+        self.aggregated_above.push(morsel);
+        while let Some(at) = self
+            .aggregated_above
+            .iter()
+            .position(|&m| m == self.aggregated_below)
+        {
+            self.aggregated_above.swap_remove(at);
+            self.aggregated_below += 1;
+        }
+    }
+
+    /// A head round all of whose morsel's predecessors have been aggregated.
+    fn settleable_head(&mut self) -> Option<HeadRound> {
+        let at = self
+            .heads
+            .iter()
+            .position(|&(morsel, _)| morsel < self.aggregated_below)?;
+        Some(self.heads.swap_remove(at).1)
+    }
 }
 
 struct Worker {
@@ -103,10 +138,17 @@ impl Worker {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking worker poisons nothing relied on here: every update keeps the state whole.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn read(
     bytes: &[u8],
     header: LogHeader,
     file: usize,
+    index: usize,
     start: usize,
     end: usize,
     columns: &mut FrameColumns,
@@ -117,6 +159,7 @@ fn read(
     // The file index was checked against MAX_FILES.
     let batch = columns.finish(file as u32);
     Morsel {
+        index,
         start,
         end,
         stop,
@@ -252,7 +295,18 @@ pub fn aggregate_files_columnar(
                     let aggregate = |worker: &mut Worker, file: usize, morsel: Morsel| {
                         let index = file as u32;
                         aggregator.add_scan_rejects(index, &morsel.rejects, &mut worker.tally);
-                        aggregator.add_batch(&morsel.batch, &mut worker.tally);
+                        let head = aggregator.add_batch(&morsel.batch, &mut worker.tally);
+                        // Rounds this morsel began with are settled once every morsel before
+                        // it in the file has been aggregated, by whichever worker sees that.
+                        let mut ready = {
+                            let mut commit = lock(&commits[file]);
+                            commit.aggregated(morsel.index, head);
+                            commit.settleable_head()
+                        };
+                        while let Some(head) = ready {
+                            aggregator.settle_head(head);
+                            ready = lock(&commits[file]).settleable_head();
+                        }
                         let n = (morsel.batch.len() + morsel.rejects.len()) as u64;
                         records[file].fetch_add(n, Ordering::Relaxed);
                         progress.records_done.fetch_add(n, Ordering::Relaxed);
@@ -282,13 +336,18 @@ pub fn aggregate_files_columnar(
                         let rejects = std::mem::take(&mut worker.rejects);
                         let columns = worker.columns(lanes, morsel_frames);
                         let morsel = read(
-                            bytes, header, task.file, task.start, task.end, columns, rejects,
+                            bytes,
+                            header,
+                            task.file,
+                            task.morsel,
+                            task.start,
+                            task.end,
+                            columns,
+                            rejects,
                         );
                         let mut own = None;
                         {
-                            let mut commit = commits[task.file]
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner);
+                            let mut commit = lock(&commits[task.file]);
                             commit.parked.insert(task.morsel, morsel);
                             let commit = &mut *commit;
                             while let Some(mut next) = commit.parked.remove(&commit.next) {
@@ -300,6 +359,7 @@ pub fn aggregate_files_columnar(
                                         bytes,
                                         header,
                                         task.file,
+                                        next.index,
                                         commit.last_stop.max(next.start),
                                         next.end,
                                         &mut fresh,
@@ -324,10 +384,7 @@ pub fn aggregate_files_columnar(
                     while let Some((file, morsel)) = pop_ready() {
                         aggregate(&mut worker, file, morsel);
                     }
-                    tallies
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(worker.tally);
+                    lock(tallies).push(worker.tally);
                 });
             }
         });

@@ -622,3 +622,70 @@ fn a_round_is_read_again_only_when_a_frame_comes_after_it_was_settled() {
     frames.push(straggler);
     assert_eq!(run(&frames), 1);
 }
+
+/// A round that spans two morsels is settled as soon as both are aggregated, even with no
+/// memory pressure: the morsel it ends in began with it and went on to a later round of the
+/// same net. A frame that comes for it after that (here, a second copy of one of its
+/// transmits at the end of the log) makes it be read again, and the results match the
+/// reference on any thread count.
+#[test]
+fn a_round_spanning_morsels_is_settled_once_both_are_aggregated() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut nets = Nets::new();
+    let mut frames = Vec::new();
+    let roster = 8u32;
+    for net in 1..=20u32 {
+        let clients: Vec<u32> = (0..roster).map(|i| 100 * net + i).collect();
+        nets.insert(net, KeyGraph::random(net, &clients, 3, &mut rng).unwrap());
+        for round in 0..3u32 {
+            for &client in &clients {
+                frames.push(Frame {
+                    notification: Notification::Transmit,
+                    transmission: true,
+                    dc_net_id: net,
+                    client_id: client,
+                    round,
+                    timestamp_ms: 5_000 + u64::from(round) * PERIOD,
+                    lanes: vec![u64::from(client) * 3 + u64::from(round)],
+                });
+            }
+        }
+    }
+    let run = |frames: &[Frame], threads: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ordered.dclog");
+        std::fs::write(&path, encode(frames, 1)).unwrap();
+        let columnar = aggregate_files_columnar(
+            std::slice::from_ref(&path),
+            &nets,
+            options(false),
+            PipelineOptions {
+                threads,
+                // Five frames a morsel: net 1's round 0 (frames 0 to 7) begins in the first
+                // morsel and ends in the second, which goes on to round 1.
+                morsel_frames: 5,
+                collect_rejects: true,
+                group_budget: u64::MAX,
+                ..PipelineOptions::default()
+            },
+            &Progress::default(),
+        )
+        .unwrap();
+        let reference =
+            aggregate_files(std::slice::from_ref(&path), &nets, options(false)).unwrap();
+        assert_same(&reference, &columnar);
+        assert_eq!(columnar.report.rounds.len(), 60);
+        columnar.report.rounds_reread
+    };
+    assert_eq!(run(&frames, 1), 0);
+    // Net 1's round 0 gets a second copy of its last transmit at the end of the log: the
+    // round was settled when the second morsel was done, so the copy makes it be read again.
+    // Without the budget forcing anything out, only settling at the morsel boundary can have
+    // done that.
+    let copy = frames[usize::try_from(roster).unwrap() - 1].clone();
+    frames.push(copy);
+    assert_eq!(run(&frames, 1), 1);
+    // On two threads, when the copy's morsel is aggregated relative to the first two is up
+    // to the workers; the results are not.
+    run(&frames, 2);
+}
