@@ -278,6 +278,8 @@ impl NetInfo {
 #[derive(Debug, Clone)]
 struct Group {
     present: Vec<u64>,
+    /// The source of the transmit kept for each slot; only read where `present` has the bit,
+    /// so a reused group need not clear it.
     kept: Vec<Src>,
     sum: Vec<u64>,
     /// Kept resend per slot: its source and where its values start in `captured`.
@@ -942,7 +944,8 @@ impl<'a> ColumnarAggregator<'a> {
             Some(mut group) => {
                 group.present.clear();
                 group.present.resize(roster.div_ceil(64), 0);
-                group.kept.clear();
+                // Entries of slots not present are never read: left as they are, the 8 KiB of
+                // a 1,000-client roster are not written again for every round.
                 group.kept.resize(roster, Src(0));
                 group.sum.clear();
                 group.sum.resize(self.lanes, 0);
