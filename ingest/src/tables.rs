@@ -60,6 +60,21 @@ pub enum TableError {
     NoRows { path: PathBuf },
 }
 
+impl TableError {
+    /// The same error with its line moved down by `lines`: for text read from part of a file.
+    fn with_line_offset(mut self, lines: u64) -> Self {
+        match &mut self {
+            Self::Csv { line, .. } | Self::Field { line, .. } | Self::Graph { line, .. }
+                if *line > 0 =>
+            {
+                *line += lines;
+            }
+            _ => {}
+        }
+        self
+    }
+}
+
 fn csv_error(path: &Path, error: csv::Error) -> TableError {
     let line = error.position().map_or(0, |p| p.line());
     match error.into_kind() {
@@ -108,38 +123,203 @@ fn check_header(
     Ok(())
 }
 
+/// Edges by net, in the order the rows gave them.
+type EdgeLists = BTreeMap<u32, Vec<(u32, u32)>>;
+
 /// Reads `graph.csv` from `reader` (named `path` in errors): one key graph per net.
 pub fn read_graph_csv(path: &Path, reader: impl Read) -> Result<Nets, TableError> {
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_reader(reader);
-    let header = csv.headers().map_err(|e| csv_error(path, e))?.clone();
-    check_header(path, &header, &GRAPH_HEADER)?;
-    let mut edges: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
-    // One record reused for every row: a provider's graph.csv has millions of rows.
-    let mut record = csv::StringRecord::new();
+    let mut csv = graph_reader(reader, true);
+    let width = graph_header(path, &mut csv)?;
+    let mut edges = EdgeLists::new();
+    read_edges(path, &mut csv, width, &mut edges)?;
+    build_graphs(path, edges)
+}
+
+/// Reads `graph.csv` from a file (or standard input for `-`).
+///
+/// A provider's file has millions of rows, which took longer to parse than aggregating a day
+/// of frames; so the file is mapped and cut at line ends into pieces that are parsed on
+/// every core, with exactly the rows, results and first error (file and line) of reading it
+/// from the start. A file with a quote character is read from the start: a quoted field may
+/// hold a line end, which a cut must not split.
+pub fn load_graph_csv(path: &Path) -> Result<Nets, TableError> {
+    let io = |error| TableError::Io {
+        path: path.to_owned(),
+        error,
+    };
+    let bytes = crate::mmap::open_log(path).map_err(io)?;
+    parse_graph_csv(path, &bytes)
+}
+
+/// Parses the whole text of a `graph.csv` (see [`load_graph_csv`]); `min_piece` bytes at
+/// least go to one worker.
+fn parse_graph_csv_in_pieces(
+    path: &Path,
+    bytes: &[u8],
+    min_piece: usize,
+) -> Result<Nets, TableError> {
+    let pieces = rayon::current_num_threads() * 4;
+    if bytes.len() < 2 * min_piece || pieces < 2 || memchr::memchr(b'"', bytes).is_some() {
+        return read_graph_csv(path, bytes);
+    }
+    let mut csv = graph_reader(bytes, true);
+    let width = graph_header(path, &mut csv)?;
+    let body = usize::try_from(csv.position().byte()).unwrap_or(bytes.len());
+    let step = (bytes.len() / pieces).max(min_piece);
+    let mut cuts = vec![body];
+    while let Some(&last) = cuts.last() {
+        let Some(newline) = bytes
+            .get(last + step..)
+            .and_then(|rest| memchr::memchr(b'\n', rest))
+        else {
+            break;
+        };
+        cuts.push(last + step + newline + 1);
+    }
+    cuts.push(bytes.len());
+    cuts.dedup();
+    let parsed: Vec<Result<EdgeLists, TableError>> = cuts
+        .par_windows(2)
+        .map(|cut| {
+            let (start, end) = (cut[0], cut[1]);
+            let mut edges = EdgeLists::new();
+            let mut csv = graph_reader(&bytes[start..end], false);
+            // Counting the lines before the cut is only needed to name a line in an error.
+            read_edges(path, &mut csv, width, &mut edges).map_err(|error| {
+                error.with_line_offset(memchr::memchr_iter(b'\n', &bytes[..start]).count() as u64)
+            })?;
+            Ok(edges)
+        })
+        .collect();
+    let mut edges = EdgeLists::new();
+    for piece in parsed {
+        for (net, list) in piece? {
+            match edges.entry(net) {
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(list);
+                }
+                std::collections::btree_map::Entry::Occupied(mut entry) => {
+                    entry.get_mut().extend(list);
+                }
+            }
+        }
+    }
+    build_graphs(path, edges)
+}
+
+/// Parses the whole text of a `graph.csv` (see [`load_graph_csv`]).
+pub fn parse_graph_csv(path: &Path, bytes: &[u8]) -> Result<Nets, TableError> {
+    parse_graph_csv_in_pieces(path, bytes, 1 << 20)
+}
+
+/// A CSV reader for graph rows. Row widths are checked by [`read_edges`] against the header
+/// rather than by the reader, so that a piece without the header checks them the same way.
+fn graph_reader<R: Read>(reader: R, has_headers: bool) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(has_headers)
+        .from_reader(reader)
+}
+
+/// Reads and checks the header row; returns its number of fields.
+fn graph_header<R: Read>(path: &Path, csv: &mut csv::Reader<R>) -> Result<usize, TableError> {
+    let header = csv.headers().map_err(|e| csv_error(path, e))?;
+    check_header(path, header, &GRAPH_HEADER)?;
+    Ok(header.len())
+}
+
+/// Reads the edge rows of `csv`, each `width` fields, into `edges`.
+fn read_edges<R: Read>(
+    path: &Path,
+    csv: &mut csv::Reader<R>,
+    width: usize,
+    edges: &mut EdgeLists,
+) -> Result<(), TableError> {
+    // One record reused for every row, and the rows of one net gathered before they go into
+    // the map: a provider's graph.csv has millions of rows, net after net.
+    let mut record = csv::ByteRecord::new();
+    let mut current: Option<(u32, Vec<(u32, u32)>)> = None;
+    let flush = |current: Option<(u32, Vec<(u32, u32)>)>, edges: &mut EdgeLists| {
+        if let Some((net, list)) = current {
+            edges.entry(net).or_default().extend(list);
+        }
+    };
     while csv
-        .read_record(&mut record)
+        .read_byte_record(&mut record)
         .map_err(|e| csv_error(path, e))?
     {
-        let net: u32 = field(path, &record, 0, "dc_net_id", "u32")?;
-        let a: u32 = field(path, &record, 1, "client_a", "u32")?;
-        let b: u32 = field(path, &record, 2, "client_b", "u32")?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() != width {
+            return Err(TableError::Csv {
+                path: path.to_owned(),
+                line,
+                message: format!("the row has {} fields, the header {width}", record.len()),
+            });
+        }
+        let net = u32_field(path, &record, line, 0, "dc_net_id")?;
+        let a = u32_field(path, &record, line, 1, "client_a")?;
+        let b = u32_field(path, &record, line, 2, "client_b")?;
         if a == b {
             return Err(TableError::Graph {
                 path: path.to_owned(),
-                line: record.position().map_or(0, |p| p.line()),
+                line,
                 error: GraphError::SelfEdge { net, client: a },
             });
         }
-        edges.entry(net).or_default().push((a, b));
+        match &mut current {
+            Some((at, list)) if *at == net => list.push((a, b)),
+            _ => {
+                flush(current.take(), edges);
+                current = Some((net, vec![(a, b)]));
+            }
+        }
     }
+    flush(current, edges);
+    Ok(())
+}
+
+/// Field `index` of a graph row as a decimal u32 (surrounding spaces allowed).
+fn u32_field(
+    path: &Path,
+    record: &csv::ByteRecord,
+    line: u64,
+    index: usize,
+    name: &str,
+) -> Result<u32, TableError> {
+    let value = record.get(index).unwrap_or(b"");
+    parse_u32(value.trim_ascii()).ok_or_else(|| TableError::Field {
+        path: path.to_owned(),
+        line,
+        field: name.to_owned(),
+        value: String::from_utf8_lossy(value).into_owned(),
+        kind: "u32",
+    })
+}
+
+/// A decimal u32 as `str::parse` reads one (an optional `+`, then digits), without the UTF-8
+/// check and the generic parser a `&str` goes through: graph.csv has millions of fields, and
+/// those two were a fifth of reading it.
+fn parse_u32(text: &[u8]) -> Option<u32> {
+    let digits = text.strip_prefix(b"+").unwrap_or(text);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |value, &byte| {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value.checked_mul(10)?.checked_add(u32::from(digit))
+    })
+}
+
+/// One key graph per net, built on every core (the nets' graphs are independent).
+fn build_graphs(path: &Path, edges: EdgeLists) -> Result<Nets, TableError> {
     if edges.is_empty() {
         return Err(TableError::NoRows {
             path: path.to_owned(),
         });
     }
-    // The nets' graphs are independent: built on every core.
     edges
         .into_par_iter()
         .map(|(net, edges)| {
@@ -152,15 +332,6 @@ pub fn read_graph_csv(path: &Path, reader: impl Read) -> Result<Nets, TableError
                 })
         })
         .collect()
-}
-
-/// Reads `graph.csv` from a file.
-pub fn load_graph_csv(path: &Path) -> Result<Nets, TableError> {
-    let file = std::fs::File::open(path).map_err(|error| TableError::Io {
-        path: path.to_owned(),
-        error,
-    })?;
-    read_graph_csv(path, std::io::BufReader::new(file))
 }
 
 /// Writes `graph.csv`: one row per edge, nets ascending, edges ascending.
@@ -379,6 +550,92 @@ mod tests {
         );
         assert!(err("dc_net_id,client_a,client_b\n1,2\n").starts_with("g.csv:2:"));
         assert_eq!(err("dc_net_id,client_a,client_b\n"), "g.csv: no rows");
+    }
+
+    /// A graph.csv text from `rows`: (net, a, b) edges, with a few rows made bad on request
+    /// (a word for a number, a self-edge, a missing field, spaces).
+    fn graph_text(rows: &[(u8, u8, u8, u8)]) -> String {
+        let mut text = String::from("dc_net_id,client_a,client_b\n");
+        for &(net, a, b, kind) in rows {
+            let (net, a, b) = (net % 4, a % 16, b % 16);
+            let b = if a == b { b + 16 } else { b };
+            let row = match kind {
+                0 => format!("{net},x{a},{b}\n"),
+                1 => format!("{net},{a},{a}\n"),
+                2 => format!("{net},{a}\n"),
+                3 => format!(" {net} , {a},{b} \n"),
+                _ => format!("{net},{a},{b}\n"),
+            };
+            text.push_str(&row);
+        }
+        text
+    }
+
+    proptest::proptest! {
+        /// Cut into pieces of any size and parsed on several threads, a graph.csv gives the
+        /// graphs, or the first error (same line, same words), of reading it from the start.
+        #[test]
+        fn graph_csv_in_pieces_equals_reading_from_the_start(
+            rows in proptest::collection::vec(
+                (0u8..=255, 0u8..=255, 0u8..=255, proptest::prop_oneof![
+                    40 => proptest::strategy::Just(9u8),
+                    1 => 0u8..=3,
+                ]),
+                0..120,
+            ),
+            min_piece in 1usize..200,
+        ) {
+            let text = graph_text(&rows);
+            let path = Path::new("g.csv");
+            let whole = read_graph_csv(path, text.as_bytes()).map_err(|e| e.to_string());
+            let pieces = parse_graph_csv_in_pieces(path, text.as_bytes(), min_piece)
+                .map_err(|e| e.to_string());
+            proptest::prop_assert_eq!(pieces, whole);
+        }
+    }
+
+    proptest::proptest! {
+        /// The field parser accepts exactly what `str::parse::<u32>` accepts, with the same
+        /// value: any bytes, and digit strings around the u32 range.
+        #[test]
+        fn parse_u32_agrees_with_str_parse(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+            number in proptest::prelude::any::<u64>(),
+            plus: bool,
+            zeros in 0usize..3,
+        ) {
+            let std = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| s.parse::<u32>().ok());
+            proptest::prop_assert_eq!(parse_u32(&bytes), std(&bytes));
+            let text = format!("{}{}{number}", if plus { "+" } else { "" }, "0".repeat(zeros));
+            proptest::prop_assert_eq!(parse_u32(text.as_bytes()), std(text.as_bytes()));
+            let small = (number % (1 << 33)).to_string();
+            proptest::prop_assert_eq!(parse_u32(small.as_bytes()), std(small.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn graph_csv_errors_name_the_same_line_when_parsed_in_pieces() {
+        let mut text = String::from("dc_net_id,client_a,client_b\n");
+        for i in 0..500u32 {
+            text.push_str(&format!("{},{},{}\n", i / 100, i, i + 1));
+        }
+        let good = parse_graph_csv_in_pieces(Path::new("g.csv"), text.as_bytes(), 64).unwrap();
+        assert_eq!(good.len(), 5);
+        assert_eq!(good[&4].edges().count(), 100);
+        // Line 1 is the header, so the row of i = 400 is line 402.
+        let bad = text.replace("4,400,401\n", "4,400,x\n");
+        let err = parse_graph_csv_in_pieces(Path::new("g.csv"), bad.as_bytes(), 64)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "g.csv:402: field `client_b` = \"x\" is not a valid u32"
+        );
+        let short = text.replace("3,350,351\n", "3,350\n");
+        let err = parse_graph_csv_in_pieces(Path::new("g.csv"), short.as_bytes(), 64)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "g.csv:352: the row has 2 fields, the header 3");
     }
 
     #[test]
