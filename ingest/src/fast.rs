@@ -522,6 +522,7 @@ impl FastRows<'_> {
                 // log in no particular order pays for the failed check once per chunk only.
                 let stretch_end = (row + ORDERED).min(end);
                 let mut predicted = 0;
+                let stretch_start = row;
                 while row < stretch_end {
                     let at = self.bit_offset + row;
                     if self.codes[row] != transmit
@@ -546,11 +547,22 @@ impl FastRows<'_> {
                     }
                     present[word] |= bit;
                     kept[slot] = Src::new(self.file, self.offsets[row]);
-                    predicted += usize::from(slot == hint);
+                    let skipped = slot != hint;
+                    predicted += usize::from(!skipped);
                     hint = slot + 1;
                     row += 1;
+                    // A client found a little further on than predicted, after rows that were
+                    // all where predicted: a dropout in an ordered log. The rows after it are
+                    // likely in order again, so the ordered check is tried again from here
+                    // rather than after the rest of the stretch.
+                    if skipped && predicted > 0 && predicted + 1 == row - stretch_start {
+                        break;
+                    }
                 }
-                if predicted < ORDERED / 2 {
+                if row < stretch_end {
+                    // Left early at a dropout: mostly ordered.
+                    unordered = 0;
+                } else if predicted < ORDERED / 2 {
                     unordered += 1;
                 } else {
                     unordered = 0;
