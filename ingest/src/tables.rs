@@ -60,21 +60,6 @@ pub enum TableError {
     NoRows { path: PathBuf },
 }
 
-impl TableError {
-    /// The same error with its line moved down by `lines`: for text read from part of a file.
-    fn with_line_offset(mut self, lines: u64) -> Self {
-        match &mut self {
-            Self::Csv { line, .. } | Self::Field { line, .. } | Self::Graph { line, .. }
-                if *line > 0 =>
-            {
-                *line += lines;
-            }
-            _ => {}
-        }
-        self
-    }
-}
-
 fn csv_error(path: &Path, error: csv::Error) -> TableError {
     let line = error.position().map_or(0, |p| p.line());
     match error.into_kind() {
@@ -127,11 +112,23 @@ fn check_header(
 type EdgeLists = BTreeMap<u32, Vec<(u32, u32)>>;
 
 /// Reads `graph.csv` from `reader` (named `path` in errors): one key graph per net.
-pub fn read_graph_csv(path: &Path, reader: impl Read) -> Result<Nets, TableError> {
-    let mut csv = graph_reader(reader, true);
+pub fn read_graph_csv(path: &Path, mut reader: impl Read) -> Result<Nets, TableError> {
+    let mut text = Vec::new();
+    reader
+        .read_to_end(&mut text)
+        .map_err(|error| TableError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+    read_graph_text(path, &text)
+}
+
+/// Reads the whole text of a `graph.csv` from the start, on one thread.
+fn read_graph_text(path: &Path, text: &[u8]) -> Result<Nets, TableError> {
+    let mut csv = graph_reader(text, true);
     let width = graph_header(path, &mut csv)?;
     let mut edges = EdgeLists::new();
-    read_edges(path, &mut csv, width, &mut edges)?;
+    read_edges(path, text, 0, &mut csv, width, &mut edges)?;
     build_graphs(path, edges)
 }
 
@@ -160,7 +157,7 @@ fn parse_graph_csv_in_pieces(
 ) -> Result<Nets, TableError> {
     let pieces = rayon::current_num_threads() * 4;
     if bytes.len() < 2 * min_piece || pieces < 2 || memchr::memchr(b'"', bytes).is_some() {
-        return read_graph_csv(path, bytes);
+        return read_graph_text(path, bytes);
     }
     let mut csv = graph_reader(bytes, true);
     let width = graph_header(path, &mut csv)?;
@@ -184,10 +181,7 @@ fn parse_graph_csv_in_pieces(
             let (start, end) = (cut[0], cut[1]);
             let mut edges = EdgeLists::new();
             let mut csv = graph_reader(&bytes[start..end], false);
-            // Counting the lines before the cut is only needed to name a line in an error.
-            read_edges(path, &mut csv, width, &mut edges).map_err(|error| {
-                error.with_line_offset(memchr::memchr_iter(b'\n', &bytes[..start]).count() as u64)
-            })?;
+            read_edges(path, bytes, start, &mut csv, width, &mut edges)?;
             Ok(edges)
         })
         .collect();
@@ -228,9 +222,12 @@ fn graph_header<R: Read>(path: &Path, csv: &mut csv::Reader<R>) -> Result<usize,
     Ok(header.len())
 }
 
-/// Reads the edge rows of `csv`, each `width` fields, into `edges`.
+/// Reads the edge rows of `csv`, each `width` fields, into `edges`. `csv` reads `text` (the
+/// whole file) from byte `start` on, which names the lines in errors.
 fn read_edges<R: Read>(
     path: &Path,
+    text: &[u8],
+    start: usize,
     csv: &mut csv::Reader<R>,
     width: usize,
     edges: &mut EdgeLists,
@@ -248,21 +245,28 @@ fn read_edges<R: Read>(
         .read_byte_record(&mut record)
         .map_err(|e| csv_error(path, e))?
     {
-        let line = record.position().map_or(0, |p| p.line());
+        // Only an error needs the line, and counting it costs a pass over the text before.
+        let line = || {
+            let at = record.position().map_or(0, |p| p.byte());
+            line_at(
+                text,
+                start.saturating_add(usize::try_from(at).unwrap_or(usize::MAX)),
+            )
+        };
         if record.len() != width {
             return Err(TableError::Csv {
                 path: path.to_owned(),
-                line,
+                line: line(),
                 message: format!("the row has {} fields, the header {width}", record.len()),
             });
         }
-        let net = u32_field(path, &record, line, 0, "dc_net_id")?;
-        let a = u32_field(path, &record, line, 1, "client_a")?;
-        let b = u32_field(path, &record, line, 2, "client_b")?;
+        let net = u32_field(path, &record, &line, 0, "dc_net_id")?;
+        let a = u32_field(path, &record, &line, 1, "client_a")?;
+        let b = u32_field(path, &record, &line, 2, "client_b")?;
         if a == b {
             return Err(TableError::Graph {
                 path: path.to_owned(),
-                line,
+                line: line(),
                 error: GraphError::SelfEdge { net, client: a },
             });
         }
@@ -282,18 +286,31 @@ fn read_edges<R: Read>(
 fn u32_field(
     path: &Path,
     record: &csv::ByteRecord,
-    line: u64,
+    line: &impl Fn() -> u64,
     index: usize,
     name: &str,
 ) -> Result<u32, TableError> {
     let value = record.get(index).unwrap_or(b"");
     parse_u32(value.trim_ascii()).ok_or_else(|| TableError::Field {
         path: path.to_owned(),
-        line,
+        line: line(),
         field: name.to_owned(),
         value: String::from_utf8_lossy(value).into_owned(),
         kind: "u32",
     })
+}
+
+/// The line (from 1) of the record the CSV reader placed at byte `at` of `text`. The reader's
+/// own line numbers drift with CRLF line ends and blank lines, and the position it gives may
+/// be the line end before the record, so the line ends before the record's first byte are
+/// counted.
+fn line_at(text: &[u8], at: usize) -> u64 {
+    let at = at.min(text.len());
+    let first = text[at..]
+        .iter()
+        .position(|&byte| byte != b'\r' && byte != b'\n')
+        .map_or(text.len(), |skip| at + skip);
+    memchr::memchr_iter(b'\n', &text[..first]).count() as u64 + 1
 }
 
 /// A decimal u32 as `str::parse` reads one (an optional `+`, then digits), without the UTF-8
@@ -550,10 +567,19 @@ mod tests {
         );
         assert!(err("dc_net_id,client_a,client_b\n1,2\n").starts_with("g.csv:2:"));
         assert_eq!(err("dc_net_id,client_a,client_b\n"), "g.csv: no rows");
+        // Lines are counted in the file, blank lines and CRLF line ends included.
+        assert_eq!(
+            err("dc_net_id,client_a,client_b\n1,2,3\n\n1,3,4\n1,x,4\n"),
+            "g.csv:5: field `client_a` = \"x\" is not a valid u32"
+        );
+        assert_eq!(
+            err("dc_net_id,client_a,client_b\r\n1,2,3\r\n\r\n1,x,4\r\n"),
+            "g.csv:4: field `client_a` = \"x\" is not a valid u32"
+        );
     }
 
     /// A graph.csv text from `rows`: (net, a, b) edges, with a few rows made bad on request
-    /// (a word for a number, a self-edge, a missing field, spaces).
+    /// (a word for a number, a self-edge, a missing field, spaces) and blank lines.
     fn graph_text(rows: &[(u8, u8, u8, u8)]) -> String {
         let mut text = String::from("dc_net_id,client_a,client_b\n");
         for &(net, a, b, kind) in rows {
@@ -564,6 +590,7 @@ mod tests {
                 1 => format!("{net},{a},{a}\n"),
                 2 => format!("{net},{a}\n"),
                 3 => format!(" {net} , {a},{b} \n"),
+                4 => "\n".to_owned(),
                 _ => format!("{net},{a},{b}\n"),
             };
             text.push_str(&row);
@@ -573,19 +600,24 @@ mod tests {
 
     proptest::proptest! {
         /// Cut into pieces of any size and parsed on several threads, a graph.csv gives the
-        /// graphs, or the first error (same line, same words), of reading it from the start.
+        /// graphs, or the first error (same line, same words), of reading it from the start,
+        /// with either line end.
         #[test]
         fn graph_csv_in_pieces_equals_reading_from_the_start(
             rows in proptest::collection::vec(
                 (0u8..=255, 0u8..=255, 0u8..=255, proptest::prop_oneof![
                     40 => proptest::strategy::Just(9u8),
-                    1 => 0u8..=3,
+                    1 => 0u8..=4,
                 ]),
                 0..120,
             ),
             min_piece in 1usize..200,
+            crlf: bool,
         ) {
-            let text = graph_text(&rows);
+            let mut text = graph_text(&rows);
+            if crlf {
+                text = text.replace('\n', "\r\n");
+            }
             let path = Path::new("g.csv");
             let whole = read_graph_csv(path, text.as_bytes()).map_err(|e| e.to_string());
             let pieces = parse_graph_csv_in_pieces(path, text.as_bytes(), min_piece)
