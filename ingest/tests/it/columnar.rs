@@ -563,79 +563,16 @@ fn every_reject_reason_is_reported_at_the_offset_of_its_frame() {
     }
 }
 
-/// A log whose rounds each lie in one stretch, net after net: under a budget of a few open
-/// rounds, the columnar engine settles each round once and never reads one again; only a
-/// round that gets a frame after it was settled is read again. Results match the reference
-/// either way.
-#[test]
-fn a_round_is_read_again_only_when_a_frame_comes_after_it_was_settled() {
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
+/// Twenty nets of eight clients, each written whole before the next: three rounds of every
+/// client's transmit in client order (lane: the client id times 3 plus the round).
+fn net_by_net_log(seed: u64) -> (Nets, Vec<Frame>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut nets = Nets::new();
     let mut frames = Vec::new();
-    let roster = 8u32;
     for net in 1..=20u32 {
-        let clients: Vec<u32> = (0..roster).map(|i| 100 * net + i).collect();
-        nets.insert(net, KeyGraph::random(net, &clients, 3, &mut rng).unwrap());
-        for round in 0..3u32 {
-            for &client in &clients {
-                frames.push(Frame {
-                    notification: Notification::Transmit,
-                    transmission: true,
-                    dc_net_id: net,
-                    client_id: client,
-                    round,
-                    timestamp_ms: 5_000 + u64::from(round) * PERIOD,
-                    lanes: vec![u64::from(client)],
-                });
-            }
-        }
-    }
-    // Room for four open rounds of 8 clients: bitmap word, transmit sources, fixed part.
-    let footprint = u64::from(roster) * 8 + 8 + 64;
-    let run = |frames: &[Frame]| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ordered.dclog");
-        std::fs::write(&path, encode(frames, 1)).unwrap();
-        let columnar = aggregate_files_columnar(
-            std::slice::from_ref(&path),
-            &nets,
-            options(false),
-            PipelineOptions {
-                threads: 1,
-                morsel_frames: 5,
-                collect_rejects: true,
-                group_budget: 4 * footprint,
-                ..PipelineOptions::default()
-            },
-            &Progress::default(),
-        )
-        .unwrap();
-        let reference =
-            aggregate_files(std::slice::from_ref(&path), &nets, options(false)).unwrap();
-        assert_same(&reference, &columnar);
-        assert_eq!(columnar.report.rounds.len(), 60);
-        columnar.report.rounds_reread
-    };
-    assert_eq!(run(&frames), 0);
-    // The first round's last transmit moves to the end of the log.
-    let straggler = frames.remove(usize::try_from(roster).unwrap() - 1);
-    frames.push(straggler);
-    assert_eq!(run(&frames), 1);
-}
-
-/// A round that spans two morsels is settled as soon as both are aggregated, even with no
-/// memory pressure: the morsel it ends in began with it and went on to a later round of the
-/// same net. A frame that comes for it after that (here, a second copy of one of its
-/// transmits at the end of the log) makes it be read again, and the results match the
-/// reference on any thread count.
-#[test]
-fn a_round_spanning_morsels_is_settled_once_both_are_aggregated() {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let mut nets = Nets::new();
-    let mut frames = Vec::new();
-    let roster = 8u32;
-    for net in 1..=20u32 {
-        let clients: Vec<u32> = (0..roster).map(|i| 100 * net + i).collect();
+        let clients: Vec<u32> = (0..NET_BY_NET_ROSTER)
+            .map(|i| 100 * net + i as u32)
+            .collect();
         nets.insert(net, KeyGraph::random(net, &clients, 3, &mut rng).unwrap());
         for round in 0..3u32 {
             for &client in &clients {
@@ -651,41 +588,80 @@ fn a_round_spanning_morsels_is_settled_once_both_are_aggregated() {
             }
         }
     }
-    let run = |frames: &[Frame], threads: usize| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ordered.dclog");
-        std::fs::write(&path, encode(frames, 1)).unwrap();
-        let columnar = aggregate_files_columnar(
-            std::slice::from_ref(&path),
-            &nets,
-            options(false),
-            PipelineOptions {
-                threads,
-                // Five frames a morsel: net 1's round 0 (frames 0 to 7) begins in the first
-                // morsel and ends in the second, which goes on to round 1.
-                morsel_frames: 5,
-                collect_rejects: true,
-                group_budget: u64::MAX,
-                ..PipelineOptions::default()
-            },
-            &Progress::default(),
-        )
-        .unwrap();
-        let reference =
-            aggregate_files(std::slice::from_ref(&path), &nets, options(false)).unwrap();
-        assert_same(&reference, &columnar);
-        assert_eq!(columnar.report.rounds.len(), 60);
-        columnar.report.rounds_reread
+    (nets, frames)
+}
+
+const NET_BY_NET_ROSTER: usize = 8;
+
+/// Aggregates `frames` as one log with `pipeline`, checks the result against the reference
+/// and returns how many rounds were read again.
+fn rounds_reread(nets: &Nets, frames: &[Frame], pipeline: PipelineOptions) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ordered.dclog");
+    std::fs::write(&path, encode(frames, 1)).unwrap();
+    let columnar = aggregate_files_columnar(
+        std::slice::from_ref(&path),
+        nets,
+        options(false),
+        pipeline,
+        &Progress::default(),
+    )
+    .unwrap();
+    let reference = aggregate_files(std::slice::from_ref(&path), nets, options(false)).unwrap();
+    assert_same(&reference, &columnar);
+    assert_eq!(columnar.report.rounds.len(), 60);
+    columnar.report.rounds_reread
+}
+
+/// A log whose rounds each lie in one stretch, net after net: under a budget of a few open
+/// rounds, the columnar engine settles each round once and never reads one again; only a
+/// round that gets a frame after it was settled is read again. Results match the reference
+/// either way.
+#[test]
+fn a_round_is_read_again_only_when_a_frame_comes_after_it_was_settled() {
+    let (nets, mut frames) = net_by_net_log(7);
+    // Room for four open rounds of 8 clients: bitmap word, transmit sources, fixed part.
+    let footprint = NET_BY_NET_ROSTER as u64 * 8 + 8 + 64;
+    let pipeline = PipelineOptions {
+        threads: 1,
+        morsel_frames: 5,
+        collect_rejects: true,
+        group_budget: 4 * footprint,
+        ..PipelineOptions::default()
     };
-    assert_eq!(run(&frames, 1), 0);
+    assert_eq!(rounds_reread(&nets, &frames, pipeline), 0);
+    // The first round's last transmit moves to the end of the log.
+    let straggler = frames.remove(NET_BY_NET_ROSTER - 1);
+    frames.push(straggler);
+    assert_eq!(rounds_reread(&nets, &frames, pipeline), 1);
+}
+
+/// A round that spans two morsels is settled as soon as both are aggregated, even with no
+/// memory pressure: the morsel it ends in began with it and went on to a later round of the
+/// same net. A frame that comes for it after that (here, a second copy of one of its
+/// transmits at the end of the log) makes it be read again, and the results match the
+/// reference on any thread count.
+#[test]
+fn a_round_spanning_morsels_is_settled_once_both_are_aggregated() {
+    let (nets, mut frames) = net_by_net_log(11);
+    let pipeline = |threads| PipelineOptions {
+        threads,
+        // Five frames a morsel: net 1's round 0 (frames 0 to 7) begins in the first morsel
+        // and ends in the second, which goes on to round 1.
+        morsel_frames: 5,
+        collect_rejects: true,
+        group_budget: u64::MAX,
+        ..PipelineOptions::default()
+    };
+    assert_eq!(rounds_reread(&nets, &frames, pipeline(1)), 0);
     // Net 1's round 0 gets a second copy of its last transmit at the end of the log: the
     // round was settled when the second morsel was done, so the copy makes it be read again.
     // Without the budget forcing anything out, only settling at the morsel boundary can have
     // done that.
-    let copy = frames[usize::try_from(roster).unwrap() - 1].clone();
+    let copy = frames[NET_BY_NET_ROSTER - 1].clone();
     frames.push(copy);
-    assert_eq!(run(&frames, 1), 1);
+    assert_eq!(rounds_reread(&nets, &frames, pipeline(1)), 1);
     // On two threads, when the copy's morsel is aggregated relative to the first two is up
     // to the workers; the results are not.
-    run(&frames, 2);
+    rounds_reread(&nets, &frames, pipeline(2));
 }
