@@ -311,6 +311,22 @@ impl Group {
     }
 }
 
+/// Buffers [`ColumnarAggregator::settle`] works in, one set per thread and reused from round
+/// to round: allocated afresh they were most of the aggregation's allocations (the growing
+/// list of needy slots alone took four or five a round), each a trip through the allocator's
+/// locks when the other worker freed or grew a block of the same arena.
+#[derive(Debug, Default)]
+struct SettleScratch {
+    needs_bits: Vec<u64>,
+    resends: Vec<(u32, Src)>,
+    needy: Vec<usize>,
+}
+
+thread_local! {
+    static SETTLE_SCRATCH: std::cell::RefCell<SettleScratch> =
+        std::cell::RefCell::new(SettleScratch::default());
+}
+
 /// A settled round: its row, the rejects settling produced and the frames it used.
 type Settled = (RoundResult, Vec<(Src, RejectReason)>, u64);
 
@@ -1636,6 +1652,23 @@ impl<'a> ColumnarAggregator<'a> {
         info: &NetInfo,
         group: &Group,
     ) -> (RoundResult, Vec<(Src, RejectReason)>, u64) {
+        SETTLE_SCRATCH.with_borrow_mut(|scratch| self.settle_in(net, round, info, group, scratch))
+    }
+
+    /// [`Self::settle`] with this thread's working buffers.
+    fn settle_in(
+        &self,
+        net: u32,
+        round: u32,
+        info: &NetInfo,
+        group: &Group,
+        scratch: &mut SettleScratch,
+    ) -> (RoundResult, Vec<(Src, RejectReason)>, u64) {
+        let SettleScratch {
+            needs_bits,
+            resends,
+            needy,
+        } = scratch;
         let roster = info.clients.len();
         let mut rejects = Vec::new();
         // Word by word over the present bitmap: settling costs O(roster / 64) plus the missing
@@ -1653,7 +1686,8 @@ impl<'a> ColumnarAggregator<'a> {
             .iter()
             .map(|w| w.count_ones() as usize)
             .sum::<usize>();
-        let mut needs_bits = vec![0u64; group.present.len()];
+        needs_bits.clear();
+        needs_bits.resize(group.present.len(), 0);
         for (word, &bits) in group.present.iter().enumerate() {
             let mut missing = !bits & valid(word);
             while missing != 0 {
@@ -1667,10 +1701,10 @@ impl<'a> ColumnarAggregator<'a> {
         }
         let needs = |slot: usize| needs_bits[slot / 64] & (1 << (slot % 64)) != 0;
         let mut resent = 0;
-        let mut resends: Vec<(u32, Src)> =
-            group.resends.iter().map(|(&s, &(r, _))| (s, r)).collect();
+        resends.clear();
+        resends.extend(group.resends.iter().map(|(&s, &(r, _))| (s, r)));
         resends.sort_unstable();
-        for &(slot, src) in &resends {
+        for &(slot, src) in resends.iter() {
             let slot = slot as usize;
             if needs(slot) {
                 resent += 1;
@@ -1680,20 +1714,14 @@ impl<'a> ColumnarAggregator<'a> {
                 rejects.push((src, RejectReason::ResendWithoutTransmit));
             }
         }
-        let needy: Vec<usize> = needs_bits
-            .iter()
-            .enumerate()
-            .flat_map(|(word, &bits)| {
-                let mut bits = bits;
-                std::iter::from_fn(move || {
-                    (bits != 0).then(|| {
-                        let slot = 64 * word + bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        slot
-                    })
-                })
-            })
-            .collect();
+        needy.clear();
+        for (word, &bits) in needs_bits.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                needy.push(64 * word + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
         let exposed = needy
             .iter()
             .filter(|&&s| {
@@ -1719,7 +1747,7 @@ impl<'a> ColumnarAggregator<'a> {
         let sum = (status == RoundStatus::Ok).then(|| {
             let mut sum = group.sum.clone();
             let lanes = self.lanes;
-            for &slot in &needy {
+            for &slot in needy.iter() {
                 // Status ok: every needy client has a kept resend.
                 let Some(&(_, at)) = group.resends.get(&(slot as u32)) else {
                     continue;
