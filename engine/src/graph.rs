@@ -32,10 +32,15 @@ pub enum GraphError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyGraph {
     dc_net_id: u32,
-    /// Client ids in ascending order; a client's position here indexes `neighbours`.
+    /// Client ids in ascending order; a client's position here indexes `offsets`.
     clients: Vec<u32>,
-    /// For each client, its neighbours' ids in ascending order.
-    neighbours: Vec<Vec<u32>>,
+    /// The neighbours of the client at position `i` are `adjacency[offsets[i]..offsets[i + 1]]`,
+    /// ids in ascending order (`offsets` has one entry more than `clients`, the first 0).
+    /// Two flat vectors rather than a vector per client: a provider's graphs hold millions of
+    /// clients, and a million small allocations dominated reading `graph.csv` and walking
+    /// the lists (a pointer chase per client) when preparing them for aggregation.
+    offsets: Vec<usize>,
+    adjacency: Vec<u32>,
 }
 
 impl KeyGraph {
@@ -62,20 +67,25 @@ impl KeyGraph {
         ends.sort_unstable();
         ends.dedup();
         let mut clients: Vec<u32> = Vec::new();
-        let mut neighbours: Vec<Vec<u32>> = Vec::new();
+        let mut offsets: Vec<usize> = vec![0];
+        let mut adjacency: Vec<u32> = Vec::with_capacity(ends.len());
         for (client, neighbour) in ends {
             if clients.last() != Some(&client) {
+                if !clients.is_empty() {
+                    offsets.push(adjacency.len());
+                }
                 clients.push(client);
-                neighbours.push(Vec::new());
             }
-            if let Some(list) = neighbours.last_mut() {
-                list.push(neighbour);
-            }
+            adjacency.push(neighbour);
+        }
+        if !clients.is_empty() {
+            offsets.push(adjacency.len());
         }
         Ok(Self {
             dc_net_id,
             clients,
-            neighbours,
+            offsets,
+            adjacency,
         })
     }
 
@@ -131,20 +141,19 @@ impl KeyGraph {
                 insert_sorted(&mut adjacency[b as usize], a);
             }
         }
-        // Positions ascend with ids, so the lists stay sorted when mapped to ids in place.
-        let neighbours = adjacency
-            .into_iter()
-            .map(|mut list| {
-                for p in &mut list {
-                    *p = sorted[*p as usize];
-                }
-                list
-            })
-            .collect();
+        // Positions ascend with ids, so the lists stay sorted when mapped to ids.
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0);
+        let mut flat = Vec::with_capacity(adjacency.iter().map(Vec::len).sum());
+        for list in &adjacency {
+            flat.extend(list.iter().map(|&p| sorted[p as usize]));
+            offsets.push(flat.len());
+        }
         Ok(Self {
             dc_net_id,
-            neighbours,
             clients: sorted,
+            offsets,
+            adjacency: flat,
         })
     }
 
@@ -175,35 +184,39 @@ impl KeyGraph {
 
     /// The neighbours of `client` (ascending), or `None` if it is not on the roster.
     pub fn neighbours(&self, client: u32) -> Option<&[u32]> {
-        self.index_of(client).map(|i| self.neighbours[i].as_slice())
+        self.index_of(client).map(|i| self.neighbours_at(i))
     }
 
     /// The neighbours of the client at roster position `index`.
     pub fn neighbours_at(&self, index: usize) -> &[u32] {
-        &self.neighbours[index]
+        &self.adjacency[self.offsets[index]..self.offsets[index + 1]]
+    }
+
+    /// Every client's neighbour list, in roster order.
+    fn lists(&self) -> impl Iterator<Item = &[u32]> + '_ {
+        self.offsets
+            .windows(2)
+            .map(|range| &self.adjacency[range[0]..range[1]])
     }
 
     /// Every edge once, as `(lower id, higher id)`, in ascending order.
     pub fn edges(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.clients
-            .iter()
-            .zip(&self.neighbours)
-            .flat_map(|(&a, ns)| {
-                ns.iter()
-                    .copied()
-                    .filter(move |&b| a < b)
-                    .map(move |b| (a, b))
-            })
+        self.clients.iter().zip(self.lists()).flat_map(|(&a, ns)| {
+            ns.iter()
+                .copied()
+                .filter(move |&b| a < b)
+                .map(move |b| (a, b))
+        })
     }
 
     /// Number of edges.
     pub fn edge_count(&self) -> usize {
-        self.neighbours.iter().map(Vec::len).sum::<usize>() / 2
+        self.adjacency.len() / 2
     }
 
     /// The smallest neighbour count of any client (0 for an empty graph).
     pub fn min_degree(&self) -> usize {
-        self.neighbours.iter().map(Vec::len).min().unwrap_or(0)
+        self.lists().map(<[u32]>::len).min().unwrap_or(0)
     }
 
     /// Whether every client can reach every other one through edges.
@@ -217,7 +230,7 @@ impl KeyGraph {
         seen[0] = true;
         let mut reached = 1;
         while let Some(i) = stack.pop() {
-            for &b in &self.neighbours[i] {
+            for &b in self.neighbours_at(i) {
                 if let Some(j) = self.index_of(b)
                     && !seen[j]
                 {
@@ -238,7 +251,8 @@ impl KeyGraph {
         Self {
             dc_net_id,
             clients: Vec::new(),
-            neighbours: Vec::new(),
+            offsets: vec![0],
+            adjacency: Vec::new(),
         }
     }
 
@@ -248,7 +262,8 @@ impl KeyGraph {
             Ok(_) => false,
             Err(pos) => {
                 self.clients.insert(pos, client);
-                self.neighbours.insert(pos, Vec::new());
+                // An empty range where its list goes.
+                self.offsets.insert(pos, self.offsets[pos]);
                 true
             }
         }
@@ -258,11 +273,16 @@ impl KeyGraph {
     /// on the roster.
     pub fn remove_client(&mut self, client: u32) -> Option<Vec<u32>> {
         let pos = self.index_of(client)?;
+        let (start, end) = (self.offsets[pos], self.offsets[pos + 1]);
+        let former: Vec<u32> = self.adjacency.drain(start..end).collect();
         self.clients.remove(pos);
-        let former = self.neighbours.remove(pos);
+        self.offsets.remove(pos + 1);
+        for offset in &mut self.offsets[pos + 1..] {
+            *offset -= end - start;
+        }
         for &b in &former {
             if let Some(j) = self.index_of(b) {
-                remove_sorted(&mut self.neighbours[j], client);
+                self.remove_neighbour(j, client);
             }
         }
         Some(former)
@@ -280,8 +300,8 @@ impl KeyGraph {
         self.add_client(a);
         self.add_client(b);
         let (i, j) = (self.position(a), self.position(b));
-        let new = insert_sorted(&mut self.neighbours[i], b);
-        insert_sorted(&mut self.neighbours[j], a);
+        let new = self.insert_neighbour(i, b);
+        self.insert_neighbour(j, a);
         Ok(new)
     }
 
@@ -289,8 +309,8 @@ impl KeyGraph {
     pub fn remove_edge(&mut self, a: u32, b: u32) -> bool {
         match (self.index_of(a), self.index_of(b)) {
             (Some(i), Some(j)) => {
-                let existed = remove_sorted(&mut self.neighbours[i], b);
-                remove_sorted(&mut self.neighbours[j], a);
+                let existed = self.remove_neighbour(i, b);
+                self.remove_neighbour(j, a);
                 existed
             }
             _ => false,
@@ -322,7 +342,7 @@ impl KeyGraph {
             let mut members = Vec::new();
             while let Some(i) = stack.pop() {
                 members.push(self.clients[i]);
-                for &b in &self.neighbours[i] {
+                for &b in self.neighbours_at(i) {
                     let j = self.position(b);
                     if !seen[j] {
                         seen[j] = true;
@@ -334,6 +354,39 @@ impl KeyGraph {
             components.push(members);
         }
         components
+    }
+
+    /// Adds `neighbour` to the list of the client at position `i`; returns whether it was new.
+    /// Lists are slices of one vector, so a change shifts what follows: O(edges), which the
+    /// few clients joining or leaving a net at a time can afford.
+    fn insert_neighbour(&mut self, i: usize, neighbour: u32) -> bool {
+        let start = self.offsets[i];
+        match self.neighbours_at(i).binary_search(&neighbour) {
+            Ok(_) => false,
+            Err(at) => {
+                self.adjacency.insert(start + at, neighbour);
+                for offset in &mut self.offsets[i + 1..] {
+                    *offset += 1;
+                }
+                true
+            }
+        }
+    }
+
+    /// Removes `neighbour` from the list of the client at position `i`; returns whether it
+    /// was there.
+    fn remove_neighbour(&mut self, i: usize, neighbour: u32) -> bool {
+        let start = self.offsets[i];
+        match self.neighbours_at(i).binary_search(&neighbour) {
+            Ok(at) => {
+                self.adjacency.remove(start + at);
+                for offset in &mut self.offsets[i + 1..] {
+                    *offset -= 1;
+                }
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Position of a client known to be on the roster (every neighbour id is).
@@ -379,7 +432,7 @@ impl KeyGraph {
                 isolated: smallest,
             };
         }
-        let Some(v) = (0..n).min_by_key(|&i| self.neighbours[i].len()) else {
+        let Some(v) = (0..n).min_by_key(|&i| self.neighbours_at(i).len()) else {
             return Connectivity {
                 vertex_connectivity: 0,
                 separator: Vec::new(),
@@ -388,15 +441,19 @@ impl KeyGraph {
         };
         let mut flow = SplitFlow::new(self);
         // Removing all of v's neighbours isolates v: the degree bound and its cut.
-        let mut best = self.neighbours[v].len();
-        let mut cut = (self.neighbours[v].clone(), vec![self.clients[v]]);
-        let adjacent =
-            |i: usize, j: usize| self.neighbours[i].binary_search(&self.clients[j]).is_ok();
+        let mut best = self.neighbours_at(v).len();
+        let mut cut = (self.neighbours_at(v).to_vec(), vec![self.clients[v]]);
+        let adjacent = |i: usize, j: usize| {
+            self.neighbours_at(i)
+                .binary_search(&self.clients[j])
+                .is_ok()
+        };
         let mut pairs: Vec<(usize, usize)> = (0..n)
             .filter(|&w| w != v && !adjacent(v, w))
             .map(|w| (v, w))
             .collect();
-        let around: Vec<usize> = self.neighbours[v]
+        let around: Vec<usize> = self
+            .neighbours_at(v)
             .iter()
             .map(|&c| self.position(c))
             .collect();
@@ -468,7 +525,7 @@ impl<'g> SplitFlow<'g> {
         for i in 0..n {
             arcs.push((2 * i, 2 * i + 1, 1));
             arcs.push((2 * i + 1, 2 * i, 0));
-            for &b in &graph.neighbours[i] {
+            for &b in graph.neighbours_at(i) {
                 let j = graph.position(b);
                 arcs.push((2 * i + 1, 2 * j, 1));
                 arcs.push((2 * j, 2 * i + 1, 0));
@@ -589,16 +646,6 @@ fn insert_sorted<T: Ord>(list: &mut Vec<T>, value: T) -> bool {
             list.insert(pos, value);
             true
         }
-    }
-}
-
-fn remove_sorted(list: &mut Vec<u32>, value: u32) -> bool {
-    match list.binary_search(&value) {
-        Ok(pos) => {
-            list.remove(pos);
-            true
-        }
-        Err(_) => false,
     }
 }
 
@@ -723,6 +770,99 @@ mod tests {
         assert!(!graph.remove_edge(9, 1));
         assert_eq!(graph.edge_count(), 0);
         assert_eq!(graph.len(), 2);
+    }
+
+    /// One change to a graph, for the model test below.
+    #[derive(Debug, Clone)]
+    enum Change {
+        AddClient(u32),
+        RemoveClient(u32),
+        AddEdge(u32, u32),
+        RemoveEdge(u32, u32),
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            (0u32..12).prop_map(Change::AddClient),
+            (0u32..12).prop_map(Change::RemoveClient),
+            (0u32..12, 0u32..12).prop_map(|(a, b)| Change::AddEdge(a, b)),
+            (0u32..12, 0u32..12).prop_map(|(a, b)| Change::RemoveEdge(a, b)),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of joins, leaves and edge changes leaves the graph equal, client by
+        /// client and list by list, to a plain map of sets given the same changes, with the
+        /// same answers along the way; and equal to the graph built from its own edges.
+        #[test]
+        fn mutations_agree_with_a_map_of_sets(
+            start in proptest::collection::vec((0u32..12, 0u32..12), 0..20),
+            changes in proptest::collection::vec(change(), 0..60),
+        ) {
+            use std::collections::{BTreeMap, BTreeSet};
+            let start: Vec<(u32, u32)> = start.into_iter().filter(|(a, b)| a != b).collect();
+            let mut graph = KeyGraph::from_edges(5, start.iter().copied()).unwrap();
+            let mut model: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+            for &(a, b) in &start {
+                model.entry(a).or_default().insert(b);
+                model.entry(b).or_default().insert(a);
+            }
+            for change in changes {
+                match change {
+                    Change::AddClient(c) => {
+                        let new = !model.contains_key(&c);
+                        model.entry(c).or_default();
+                        prop_assert_eq!(graph.add_client(c), new);
+                    }
+                    Change::RemoveClient(c) => {
+                        let former = model.remove(&c).map(|ns| {
+                            for n in &ns {
+                                if let Some(list) = model.get_mut(n) {
+                                    list.remove(&c);
+                                }
+                            }
+                            ns.into_iter().collect::<Vec<_>>()
+                        });
+                        prop_assert_eq!(graph.remove_client(c), former);
+                    }
+                    Change::AddEdge(a, b) if a == b => {
+                        prop_assert!(graph.add_edge(a, b).is_err());
+                    }
+                    Change::AddEdge(a, b) => {
+                        let new = model.entry(a).or_default().insert(b);
+                        model.entry(b).or_default().insert(a);
+                        prop_assert_eq!(graph.add_edge(a, b), Ok(new));
+                    }
+                    Change::RemoveEdge(a, b) => {
+                        let existed = model.contains_key(&b)
+                            && model.get_mut(&a).is_some_and(|ns| ns.remove(&b));
+                        if existed {
+                            model.get_mut(&b).map(|ns| ns.remove(&a));
+                        }
+                        prop_assert_eq!(graph.remove_edge(a, b), existed);
+                    }
+                }
+                let clients: Vec<u32> = model.keys().copied().collect();
+                prop_assert_eq!(graph.clients(), clients.as_slice());
+                for (i, (c, ns)) in model.iter().enumerate() {
+                    let ns: Vec<u32> = ns.iter().copied().collect();
+                    prop_assert_eq!(graph.neighbours_at(i), ns.as_slice());
+                    prop_assert_eq!(graph.neighbours(*c), Some(ns.as_slice()));
+                    prop_assert_eq!(graph.degree(*c), ns.len());
+                }
+                let edges = model.values().map(BTreeSet::len).sum::<usize>() / 2;
+                prop_assert_eq!(graph.edge_count(), edges);
+            }
+            // Clients without edges are not in an edge list, so compare the ones with edges.
+            let rebuilt = KeyGraph::from_edges(5, graph.edges()).unwrap();
+            let mut with_edges = graph.clone();
+            for c in graph.clients() {
+                if graph.degree(*c) == 0 {
+                    with_edges.remove_client(*c);
+                }
+            }
+            prop_assert_eq!(rebuilt, with_edges);
+        }
     }
 
     /// Brute force: the smallest set of clients whose removal disconnects the rest.
