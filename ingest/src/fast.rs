@@ -804,7 +804,7 @@ pub struct HeadRound {
 /// Heap bytes of open groups before the oldest are settled early, unless configured otherwise.
 pub const DEFAULT_BUDGET: u64 = 64 << 20;
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking worker poisons nothing we rely on: every update keeps the state consistent.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

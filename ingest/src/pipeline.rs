@@ -21,7 +21,7 @@ use std::sync::{Mutex, PoisonError};
 use crate::aggregate::{AggregateOptions, Nets};
 use crate::batch::{BatchError, BatchOutcome, OpenedInputs, open_inputs};
 use crate::columnar::{DEFAULT_MORSEL_FRAMES, FrameBatch, FrameColumns, ScanReject, read_morsel};
-use crate::fast::{ColumnarAggregator, HeadRound, Inputs, MAX_FILE_BYTES, MAX_FILES, Tally};
+use crate::fast::{ColumnarAggregator, HeadRound, Inputs, MAX_FILE_BYTES, MAX_FILES, Tally, lock};
 use crate::log::{LOG_HEADER_LEN, LogHeader};
 
 /// How the work is spread.
@@ -136,11 +136,6 @@ impl Worker {
         let last = self.columns.len() - 1;
         &mut self.columns[last]
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panicking worker poisons nothing relied on here: every update keeps the state whole.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[allow(clippy::too_many_arguments)]
