@@ -111,7 +111,18 @@ fn check_header(
 /// Edges by net, in the order the rows gave them.
 type EdgeLists = BTreeMap<u32, Vec<(u32, u32)>>;
 
-/// Reads `graph.csv` from `reader` (named `path` in errors): one key graph per net.
+/// Appends `list` to the edges of `net`, moving it in whole when the net has none yet.
+fn append_edges(edges: &mut EdgeLists, net: u32, list: Vec<(u32, u32)>) {
+    match edges.entry(net) {
+        std::collections::btree_map::Entry::Vacant(entry) => {
+            entry.insert(list);
+        }
+        std::collections::btree_map::Entry::Occupied(mut entry) => entry.get_mut().extend(list),
+    }
+}
+
+/// Reads `graph.csv` from `reader` (named `path` in errors): one key graph per net. The text
+/// is read into memory first, so that errors can name lines as [`load_graph_csv`] does.
 pub fn read_graph_csv(path: &Path, mut reader: impl Read) -> Result<Nets, TableError> {
     let mut text = Vec::new();
     reader
@@ -188,14 +199,7 @@ fn parse_graph_csv_in_pieces(
     let mut edges = EdgeLists::new();
     for piece in parsed {
         for (net, list) in piece? {
-            match edges.entry(net) {
-                std::collections::btree_map::Entry::Vacant(entry) => {
-                    entry.insert(list);
-                }
-                std::collections::btree_map::Entry::Occupied(mut entry) => {
-                    entry.get_mut().extend(list);
-                }
-            }
+            append_edges(&mut edges, net, list);
         }
     }
     build_graphs(path, edges)
@@ -238,7 +242,7 @@ fn read_edges<R: Read>(
     let mut current: Option<(u32, Vec<(u32, u32)>)> = None;
     let flush = |current: Option<(u32, Vec<(u32, u32)>)>, edges: &mut EdgeLists| {
         if let Some((net, list)) = current {
-            edges.entry(net).or_default().extend(list);
+            append_edges(edges, net, list);
         }
     };
     while csv
