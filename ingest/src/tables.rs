@@ -78,6 +78,7 @@ fn csv_error(path: &Path, error: csv::Error) -> TableError {
 fn field<T: std::str::FromStr>(
     path: &Path,
     record: &csv::StringRecord,
+    line: u64,
     index: usize,
     name: &str,
     kind: &'static str,
@@ -85,7 +86,7 @@ fn field<T: std::str::FromStr>(
     let value = record.get(index).unwrap_or("");
     value.trim().parse().map_err(|_| TableError::Field {
         path: path.to_owned(),
-        line: record.position().map_or(0, |p| p.line()),
+        line,
         field: name.to_owned(),
         value: value.to_owned(),
         kind,
@@ -473,10 +474,20 @@ impl<W: Write> GlobalCsvWriter<W> {
 
 /// Reads `global.csv` back (for checks against a simulation's `truth.csv`). The `exposed`
 /// field of each row is empty: the file does not carry it.
-pub fn read_global_csv(path: &Path, reader: impl Read) -> Result<Vec<RoundResult>, TableError> {
+pub fn read_global_csv(path: &Path, mut reader: impl Read) -> Result<Vec<RoundResult>, TableError> {
+    // The text is held whole (a row per round, far smaller than the logs) so that errors name
+    // the line in the file, which the CSV reader's own count misses with CRLF line ends and
+    // blank lines (see `line_at`).
+    let mut text = Vec::new();
+    reader
+        .read_to_end(&mut text)
+        .map_err(|error| TableError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
     let mut csv = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_reader(reader);
+        .flexible(true)
+        .from_reader(&text[..]);
     let header = csv.headers().map_err(|e| csv_error(path, e))?.clone();
     let lanes = header.len().saturating_sub(6);
     check_header(
@@ -488,30 +499,50 @@ pub fn read_global_csv(path: &Path, reader: impl Read) -> Result<Vec<RoundResult
             .collect::<Vec<_>>(),
     )?;
     let mut rows = Vec::new();
-    for record in csv.records() {
-        let record = record.map_err(|e| csv_error(path, e))?;
+    let mut record = csv::StringRecord::new();
+    while csv
+        .read_record(&mut record)
+        .map_err(|e| csv_error(path, e))?
+    {
+        let line = line_at(
+            &text,
+            record
+                .position()
+                .map_or(0, |p| usize::try_from(p.byte()).unwrap_or(usize::MAX)),
+        );
+        if record.len() != header.len() {
+            return Err(TableError::Csv {
+                path: path.to_owned(),
+                line,
+                message: format!(
+                    "the row has {} fields, the header {}",
+                    record.len(),
+                    header.len()
+                ),
+            });
+        }
         let status_text = record.get(5).unwrap_or("");
         let status = RoundStatus::from_name(status_text).ok_or_else(|| TableError::Field {
             path: path.to_owned(),
-            line: record.position().map_or(0, |p| p.line()),
+            line,
             field: "status".to_owned(),
             value: status_text.to_owned(),
             kind: "status (ok, unrecoverable, withheld)",
         })?;
         let sum = if status == RoundStatus::Ok {
             let lanes = (0..lanes)
-                .map(|l| field(path, &record, 6 + l, &format!("lane{l}"), "u64"))
+                .map(|l| field(path, &record, line, 6 + l, &format!("lane{l}"), "u64"))
                 .collect::<Result<Vec<u64>, _>>()?;
             Some(lanes)
         } else {
             None
         };
         rows.push(RoundResult {
-            dc_net_id: field(path, &record, 0, "dc_net_id", "u32")?,
-            round: field(path, &record, 1, "round", "u32")?,
-            expected: field(path, &record, 2, "expected", "count")?,
-            present: field(path, &record, 3, "present", "count")?,
-            resent: field(path, &record, 4, "resent", "count")?,
+            dc_net_id: field(path, &record, line, 0, "dc_net_id", "u32")?,
+            round: field(path, &record, line, 1, "round", "u32")?,
+            expected: field(path, &record, line, 2, "expected", "count")?,
+            present: field(path, &record, line, 3, "present", "count")?,
+            resent: field(path, &record, line, 4, "resent", "count")?,
             status,
             sum,
             exposed: Vec::new(),
@@ -708,6 +739,35 @@ mod tests {
         assert_eq!(
             read_global_csv(Path::new("x"), text.as_bytes()).unwrap(),
             rows
+        );
+    }
+
+    #[test]
+    fn global_csv_errors_name_the_line_in_the_file() {
+        let err = |text: &str| {
+            read_global_csv(Path::new("global.csv"), text.as_bytes())
+                .unwrap_err()
+                .to_string()
+        };
+        let header = "dc_net_id,round,expected,present,resent,status,lane0";
+        assert_eq!(
+            err(&format!("{header}\n1,2,5,5,0,ok,7\n1,3,5,5,0,fine,\n")),
+            "global.csv:3: field `status` = \"fine\" is not a valid status (ok, unrecoverable, withheld)"
+        );
+        // A blank line and CRLF line ends are lines of the file too.
+        assert_eq!(
+            err(&format!(
+                "{header}\r\n1,2,5,5,0,ok,7\r\n\r\n1,3,5,x,0,ok,7\r\n"
+            )),
+            "global.csv:4: field `present` = \"x\" is not a valid count"
+        );
+        assert_eq!(
+            err(&format!("{header}\n\n\n1,2,5,5,0,ok,7,8\n")),
+            "global.csv:4: the row has 8 fields, the header 7"
+        );
+        assert_eq!(
+            err(&format!("{header}\n1,2,5,5,0,ok,lots\n")),
+            "global.csv:2: field `lane0` = \"lots\" is not a valid u64"
         );
     }
 }
