@@ -792,6 +792,9 @@ pub struct ColumnarAggregator<'a> {
     spare: Mutex<Vec<Box<Group>>>,
     settled: Mutex<SettledStore>,
     rejects_in_memory: usize,
+    /// Set once a worker could not write its rejects out: the run is bound to fail, so the
+    /// workers stop claiming morsels rather than read the rest of the input for nothing.
+    spill_failed: AtomicBool,
 }
 
 /// A round a batch began with and saw the end of (see [`ColumnarAggregator::add_batch`]).
@@ -837,6 +840,7 @@ impl<'a> ColumnarAggregator<'a> {
                 ..SettledStore::default()
             }),
             rejects_in_memory: DEFAULT_REJECTS_IN_MEMORY,
+            spill_failed: AtomicBool::new(false),
         }
     }
 
@@ -870,8 +874,15 @@ impl<'a> ColumnarAggregator<'a> {
             && let Err(error) = self.spill_rejects(tally)
         {
             tally.failed = Some(error);
+            self.spill_failed.store(true, AtomicOrdering::Relaxed);
         }
         tally.rejects.clear();
+    }
+
+    /// Whether a worker's rejects could not be written out, so that [`Self::finish`] will
+    /// fail: callers stop adding batches.
+    pub fn spill_failed(&self) -> bool {
+        self.spill_failed.load(AtomicOrdering::Relaxed)
     }
 
     /// Writes the rejects `tally` lists as one sorted run and empties the list.

@@ -317,6 +317,11 @@ pub fn aggregate_files_columnar(
                     };
                     let pop_ready = || ready_queue.pop();
                     loop {
+                        // The run fails at the end once the rejects could not be written out
+                        // (e.g. a full disk): it stops here, not after reading every input.
+                        if aggregator.spill_failed() {
+                            break;
+                        }
                         // Committed morsels of other workers first, so that aggregation is
                         // shared rather than left to whoever committed them.
                         if let Some((file, morsel)) = pop_ready() {
@@ -376,7 +381,9 @@ pub fn aggregate_files_columnar(
                         }
                     }
                     // The queue may have been filled by this worker's last commit.
-                    while let Some((file, morsel)) = pop_ready() {
+                    while !aggregator.spill_failed()
+                        && let Some((file, morsel)) = pop_ready()
+                    {
                         aggregate(&mut worker, file, morsel);
                     }
                     lock(tallies).push(worker.tally);

@@ -665,3 +665,62 @@ fn a_round_spanning_morsels_is_settled_once_both_are_aggregated() {
     // to the workers; the results are not.
     rounds_reread(&nets, &frames, pipeline(2));
 }
+
+/// When the rejects cannot be written out (no usable temporary directory), the run fails with
+/// that error and stops claiming morsels at once instead of reading the rest of its input.
+/// The temporary directory is the process's, so the test runs itself again with `TMPDIR`
+/// pointing nowhere and checks there, on one thread, that only the first morsel was read.
+#[test]
+fn a_failed_spill_stops_the_run_early() {
+    // Set in the second run: the directory (made by the first run) to write the log to.
+    const CHILD: &str = "DCNET_TEST_FAILED_SPILL";
+    let Some(dir) = std::env::var_os(CHILD) else {
+        let dir = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "columnar::a_failed_spill_stops_the_run_early"])
+            .args(["--nocapture", "--test-threads", "1"])
+            .env(CHILD, dir.path())
+            .env("TMPDIR", dir.path().join("no-such-dir"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // The child ran the test rather than finding none by that name.
+        assert!(stdout.contains("1 passed"), "{stdout}");
+        return;
+    };
+    let (nets, frames) = net_by_net_log(3);
+    // Every frame of an unknown net: each morsel lists five rejects.
+    let frames: Vec<Frame> = frames
+        .into_iter()
+        .map(|frame| Frame {
+            dc_net_id: frame.dc_net_id + 1_000,
+            ..frame
+        })
+        .collect();
+    let path = PathBuf::from(dir).join("unknown.dclog");
+    std::fs::write(&path, encode(&frames, 1)).unwrap();
+    let progress = Progress::default();
+    let result = aggregate_files_columnar(
+        std::slice::from_ref(&path),
+        &nets,
+        options(false),
+        PipelineOptions {
+            threads: 1,
+            morsel_frames: 5,
+            collect_rejects: true,
+            rejects_in_memory: 0,
+            ..PipelineOptions::default()
+        },
+        &progress,
+    );
+    let error = result.err().expect("the spill cannot succeed").to_string();
+    assert!(error.contains("temporary file"), "{error}");
+    use std::sync::atomic::Ordering;
+    assert_eq!(progress.records_done.load(Ordering::Relaxed), 5);
+    assert!(progress.bytes_total.load(Ordering::Relaxed) > 100 * 40);
+}
