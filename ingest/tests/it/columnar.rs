@@ -718,7 +718,7 @@ fn a_failed_spill_stops_the_run_early() {
         },
         &progress,
     );
-    let error = result.err().expect("the spill cannot succeed").to_string();
+    let error = result.expect_err("the spill cannot succeed").to_string();
     assert!(error.contains("temporary file"), "{error}");
     use std::sync::atomic::Ordering;
     assert_eq!(progress.records_done.load(Ordering::Relaxed), 5);
