@@ -146,6 +146,11 @@ fn ingest(c: &mut Criterion) {
         "columnar, one thread, clients shuffled within rounds",
         |b| b.iter(|| columnar_aggregate(&shuffled)),
     );
+    // No client missing, so no resends: what dropouts and their resends cost.
+    let complete = bench::SimulatedLog::with_dropout(8, 500, 24, 1, 0.0);
+    group.bench_function("columnar, one thread, no dropouts", |b| {
+        b.iter(|| columnar_aggregate(&complete))
+    });
     group.bench_function("straightforward", |b| {
         b.iter(|| log.aggregate_straightforward())
     });

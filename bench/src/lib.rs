@@ -30,11 +30,17 @@ impl SimulatedLog {
     /// Simulates `nets` nets of `clients` clients over `rounds` rounds with `lanes` lanes
     /// (1% dropout, seed 42) into one in-memory log.
     pub fn new(nets: u32, clients: u32, rounds: u32, lanes: u8) -> Self {
+        Self::with_dropout(nets, clients, rounds, lanes, SimConfig::default().dropout)
+    }
+
+    /// [`Self::new`] with another share of clients missing from each round.
+    pub fn with_dropout(nets: u32, clients: u32, rounds: u32, lanes: u8, dropout: f64) -> Self {
         let config = SimConfig {
             nets,
             clients,
             rounds,
             lanes,
+            dropout,
             ..SimConfig::default()
         };
         let mut sink = Sink(LogWriter::new(Vec::new(), lanes, 0).unwrap_or_else(|e| panic!("{e}")));
