@@ -330,6 +330,13 @@ thread_local! {
 /// A settled round: its row, the rejects settling produced and the frames it used.
 type Settled = (RoundResult, Vec<(Src, RejectReason)>, u64);
 
+/// A round as `finish` finds it: its stored row, or what settling it (or aggregating it again)
+/// needs: its key, net, the net's roster and graph, its state and byte ranges.
+type Work<'n> = Result<Settled, (u64, u32, &'n NetInfo, State, Vec<(u32, u64, u64)>)>;
+
+/// Rounds settled on the pool before their rejects go to the list (see `finish`).
+const SETTLE_CHUNK: usize = 256;
+
 /// Where a group stands.
 #[derive(Debug)]
 enum State {
@@ -1474,7 +1481,7 @@ impl<'a> ColumnarAggregator<'a> {
         // duplicates whose frame's (net, round) is in this set: the frames are read back
         // rather than every reported source kept per group.
         let mut redone: rustc_hash::FxHashSet<u64> = rustc_hash::FxHashSet::default();
-        let settled: Vec<Settled> = cells
+        let mut work: Vec<Option<Work<'_>>> = cells
             .into_iter()
             .filter_map(|(key, cell)| {
                 let net = (key >> 32) as u32;
@@ -1485,24 +1492,12 @@ impl<'a> ColumnarAggregator<'a> {
                     withdrawn += cell.reported;
                     redone.insert(key);
                 }
-                (key, net, info, cell)
-            })
-            // Stored rows come out in order here; the groups still to settle or redo go to
-            // the pool.
-            .map(|(key, net, info, cell)| match cell.state {
-                State::Settled(index) => Ok(store.result(index)),
-                state => Err((key, net, info, state, cell.ranges)),
-            })
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|work| match work {
-                Ok(settled) => settled,
-                Err((key, net, info, state, ranges)) => match state {
-                    State::Open(group) => self.settle(net, key as u32, info, &group),
-                    State::Dirty | State::Settled(_) => {
-                        self.redo(net, key as u32, info, &ranges, collect)
-                    }
-                },
+                // Stored rows come out in order here; the groups still to settle or redo go
+                // to the pool below.
+                Some(match cell.state {
+                    State::Settled(index) => Ok(store.result(index)),
+                    state => Err((key, net, info, state, cell.ranges)),
+                })
             })
             .collect();
         let mut report = AggregateReport {
@@ -1510,7 +1505,7 @@ impl<'a> ColumnarAggregator<'a> {
             ..AggregateReport::default()
         };
         let mut counts = [0u64; RejectReason::ALL.len()];
-        // The list: what the workers still hold and what settling found, spilled as it passes
+        // The list: what the workers still hold and what settling finds, spilled as it passes
         // the bound; the runs the workers spilled are merged in when it is read. Once anything
         // is spilled, the workers' lists are written out too rather than gathered here, so
         // that they are not held twice.
@@ -1544,17 +1539,36 @@ impl<'a> ColumnarAggregator<'a> {
             }
         }
         counts[RejectReason::Duplicate as usize] -= withdrawn;
-        for (row, group_rejects, kept) in settled {
-            report.frames_kept += kept;
-            for &(_, reason) in &group_rejects {
-                counts[reason as usize] += 1;
-            }
-            if collect {
-                for (src, reason) in group_rejects {
-                    rejects.push(src.0, reason)?;
+        // Rounds are settled (or aggregated again) on the pool a chunk at a time, and each
+        // chunk's rejects go to the list, which spills, before the next: a round read again
+        // lists its duplicates once more, and the same logs given twice make every frame a
+        // duplicate, so holding every round's list at once would grow with the input.
+        for chunk in work.chunks_mut(SETTLE_CHUNK) {
+            let settled: Vec<Settled> = chunk
+                .par_iter_mut()
+                .filter_map(Option::take)
+                .map(|work| match work {
+                    Ok(settled) => settled,
+                    Err((key, net, info, state, ranges)) => match state {
+                        State::Open(group) => self.settle(net, key as u32, info, &group),
+                        State::Dirty | State::Settled(_) => {
+                            self.redo(net, key as u32, info, &ranges, collect)
+                        }
+                    },
+                })
+                .collect();
+            for (row, group_rejects, kept) in settled {
+                report.frames_kept += kept;
+                for &(_, reason) in &group_rejects {
+                    counts[reason as usize] += 1;
                 }
+                if collect {
+                    for (src, reason) in group_rejects {
+                        rejects.push(src.0, reason)?;
+                    }
+                }
+                report.rounds.push(row);
             }
-            report.rounds.push(row);
         }
         let mut tallied = RejectCounts::default();
         for (reason, n) in RejectReason::ALL.into_iter().zip(counts) {

@@ -724,3 +724,66 @@ fn a_failed_spill_stops_the_run_early() {
     assert_eq!(progress.records_done.load(Ordering::Relaxed), 5);
     assert!(progress.bytes_total.load(Ordering::Relaxed) > 100 * 40);
 }
+
+/// The same log given twice: every frame of the second copy is a duplicate, and under a
+/// budget of a few open rounds every round is settled before its copy comes and aggregated
+/// again at the end. Far more rounds than the end settles at once, so that their duplicates
+/// pass through the list of rejects in several chunks: rounds, counts and the list (each
+/// duplicate once, at the copy's offset) are the reference engine's, in round order, on any
+/// thread count.
+#[test]
+fn the_same_log_twice_lists_every_copy_once_in_round_order() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let clients: Vec<u32> = (1..=6).collect();
+    let mut nets = Nets::new();
+    nets.insert(1, KeyGraph::random(1, &clients, 3, &mut rng).unwrap());
+    let rounds = 700u32;
+    let frames: Vec<Frame> = (0..rounds)
+        .flat_map(|round| {
+            clients.iter().map(move |&client| Frame {
+                notification: Notification::Transmit,
+                transmission: true,
+                dc_net_id: 1,
+                client_id: client,
+                round,
+                timestamp_ms: 5_000 + u64::from(round) * PERIOD,
+                lanes: vec![u64::from(client) << 32 | u64::from(round)],
+            })
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("day.dclog");
+    std::fs::write(&path, encode(&frames, 1)).unwrap();
+    let paths = vec![path.clone(), path];
+    let reference = aggregate_files(&paths, &nets, options(false)).unwrap();
+    assert_eq!(reference.report.rounds.len(), rounds as usize);
+    assert_eq!(
+        reference.report.counts.get(RejectReason::Duplicate),
+        frames.len() as u64
+    );
+    for threads in [1, 2] {
+        let columnar = aggregate_files_columnar(
+            &paths,
+            &nets,
+            options(false),
+            PipelineOptions {
+                threads,
+                morsel_frames: 64,
+                collect_rejects: true,
+                group_budget: 1,
+                ..PipelineOptions::default()
+            },
+            &Progress::default(),
+        )
+        .unwrap();
+        assert_same(&reference, &columnar);
+        assert!(columnar.report.rounds_reread > 256, "{threads} threads");
+        let keys: Vec<(u32, u32)> = columnar
+            .report
+            .rounds
+            .iter()
+            .map(|r| (r.dc_net_id, r.round))
+            .collect();
+        assert!(keys.is_sorted(), "{threads} threads");
+    }
+}
