@@ -174,9 +174,8 @@ impl RosterIndex {
         let mut at = self.home(client);
         loop {
             let bucket = &self.buckets[at];
-            let hits = key_hits(&bucket.keys, client);
-            if hits != 0 {
-                return bucket.slots[(hits.trailing_zeros() / 8) as usize];
+            if let Some(slot) = bucket.slot_of(client) {
+                return slot;
             }
             if bucket.keys[BUCKET - 1] == self.vacant {
                 return NOT_IN_ROSTER;
@@ -186,16 +185,25 @@ impl RosterIndex {
     }
 }
 
-/// One byte per key, 1 where `keys[i] == client`, packed little-endian into a word: written
-/// so that LLVM compares all eight keys as vectors and packs the results, without a branch or a
-/// scalar compare per key. The first hit is entry `trailing_zeros / 8`.
-#[inline(always)]
-fn key_hits(keys: &[u32; BUCKET], client: u32) -> u64 {
-    let mut equal = [0u8; BUCKET];
-    for (byte, &key) in equal.iter_mut().zip(keys) {
-        *byte = u8::from(key == client);
+impl Bucket {
+    /// The slot stored beside `client`'s key, if the bucket holds it. Written as a mask per
+    /// entry (all ones where the key is the client) and-ed with the slots and or-ed together,
+    /// which LLVM compiles to a few vector compares and ands with no branch and no scalar
+    /// compare per key; a roster's ids are distinct, so at most one entry matches. Packing a
+    /// byte per key into a word instead compiles to scalar compares and byte stores read back
+    /// as a word (27 instructions a lookup under callgrind against 20, and a store-forwarding
+    /// stall).
+    #[inline(always)]
+    fn slot_of(&self, client: u32) -> Option<u32> {
+        let mut slot = 0u32;
+        let mut hit = 0u32;
+        for (&key, &entry) in self.keys.iter().zip(&self.slots) {
+            let mask = 0u32.wrapping_sub(u32::from(key == client));
+            slot |= mask & entry;
+            hit |= mask;
+        }
+        (hit != 0).then_some(slot)
     }
-    u64::from_le_bytes(equal)
 }
 
 /// A net's roster and key graph by slot (slots are the ascending order of client ids).
