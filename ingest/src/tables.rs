@@ -124,7 +124,12 @@ fn append_edges(edges: &mut EdgeLists, net: u32, list: Vec<(u32, u32)>) {
 
 /// Reads `graph.csv` from `reader` (named `path` in errors): one key graph per net. The text
 /// is read into memory first, so that errors can name lines as [`load_graph_csv`] does.
-pub fn read_graph_csv(path: &Path, mut reader: impl Read) -> Result<Nets, TableError> {
+pub fn read_graph_csv(path: &Path, reader: impl Read) -> Result<Nets, TableError> {
+    read_graph_text(path, &read_text(path, reader)?)
+}
+
+/// The whole text of a table, so that its errors can name lines in the file (see `line_at`).
+fn read_text(path: &Path, mut reader: impl Read) -> Result<Vec<u8>, TableError> {
     let mut text = Vec::new();
     reader
         .read_to_end(&mut text)
@@ -132,7 +137,7 @@ pub fn read_graph_csv(path: &Path, mut reader: impl Read) -> Result<Nets, TableE
             path: path.to_owned(),
             error,
         })?;
-    read_graph_text(path, &text)
+    Ok(text)
 }
 
 /// Reads the whole text of a `graph.csv` from the start, on one thread.
@@ -474,17 +479,11 @@ impl<W: Write> GlobalCsvWriter<W> {
 
 /// Reads `global.csv` back (for checks against a simulation's `truth.csv`). The `exposed`
 /// field of each row is empty: the file does not carry it.
-pub fn read_global_csv(path: &Path, mut reader: impl Read) -> Result<Vec<RoundResult>, TableError> {
+pub fn read_global_csv(path: &Path, reader: impl Read) -> Result<Vec<RoundResult>, TableError> {
     // The text is held whole (a row per round, far smaller than the logs) so that errors name
     // the line in the file, which the CSV reader's own count misses with CRLF line ends and
-    // blank lines (see `line_at`).
-    let mut text = Vec::new();
-    reader
-        .read_to_end(&mut text)
-        .map_err(|error| TableError::Io {
-            path: path.to_owned(),
-            error,
-        })?;
+    // blank lines.
+    let text = read_text(path, reader)?;
     let mut csv = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(&text[..]);
