@@ -675,10 +675,18 @@ impl FastRows<'_> {
     fn bits16(&self, row: usize) -> u32 {
         let at = self.bit_offset + row;
         let byte = at / 8;
-        let mut word = [0u8; 4];
-        let available = self.bit_bytes.len().saturating_sub(byte).min(4);
-        word[..available].copy_from_slice(&self.bit_bytes[byte..byte + available]);
-        (u32::from_le_bytes(word) >> (at % 8)) & 0xFFFF
+        // Four bytes at once where the bitmap has them (all but its last bytes); copying a
+        // slice of varying length into a word is a call to memcpy and a store read back.
+        let word = match self.bit_bytes.get(byte..byte + 4) {
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+            _ => {
+                let mut word = [0u8; 4];
+                let available = self.bit_bytes.len().saturating_sub(byte).min(4);
+                word[..available].copy_from_slice(&self.bit_bytes[byte..byte + available]);
+                u32::from_le_bytes(word)
+            }
+        };
+        (word >> (at % 8)) & 0xFFFF
     }
 }
 
