@@ -60,8 +60,15 @@ pub enum TableError {
     NoRows { path: PathBuf },
 }
 
-fn csv_error(path: &Path, error: csv::Error) -> TableError {
-    let line = error.position().map_or(0, |p| p.line());
+/// A CSV reader's error on `text` (the whole file), read from byte `start` on; the line is
+/// counted in the text, as for every other error (see `line_at`).
+fn csv_error(path: &Path, text: &[u8], start: usize, error: csv::Error) -> TableError {
+    let line = error.position().map_or(0, |p| {
+        line_at(
+            text,
+            start.saturating_add(usize::try_from(p.byte()).unwrap_or(usize::MAX)),
+        )
+    });
     match error.into_kind() {
         csv::ErrorKind::Io(error) => TableError::Io {
             path: path.to_owned(),
@@ -143,7 +150,7 @@ fn read_text(path: &Path, mut reader: impl Read) -> Result<Vec<u8>, TableError> 
 /// Reads the whole text of a `graph.csv` from the start, on one thread.
 fn read_graph_text(path: &Path, text: &[u8]) -> Result<Nets, TableError> {
     let mut csv = graph_reader(text, true);
-    let width = graph_header(path, &mut csv)?;
+    let width = graph_header(path, text, &mut csv)?;
     let mut edges = EdgeLists::new();
     read_edges(path, text, 0, &mut csv, width, &mut edges)?;
     build_graphs(path, edges)
@@ -177,7 +184,7 @@ fn parse_graph_csv_in_pieces(
         return read_graph_text(path, bytes);
     }
     let mut csv = graph_reader(bytes, true);
-    let width = graph_header(path, &mut csv)?;
+    let width = graph_header(path, bytes, &mut csv)?;
     let body = usize::try_from(csv.position().byte()).unwrap_or(bytes.len());
     let step = (bytes.len() / pieces).max(min_piece);
     let mut cuts = vec![body];
@@ -226,8 +233,12 @@ fn graph_reader<R: Read>(reader: R, has_headers: bool) -> csv::Reader<R> {
 }
 
 /// Reads and checks the header row; returns its number of fields.
-fn graph_header<R: Read>(path: &Path, csv: &mut csv::Reader<R>) -> Result<usize, TableError> {
-    let header = csv.headers().map_err(|e| csv_error(path, e))?;
+fn graph_header<R: Read>(
+    path: &Path,
+    text: &[u8],
+    csv: &mut csv::Reader<R>,
+) -> Result<usize, TableError> {
+    let header = csv.headers().map_err(|e| csv_error(path, text, 0, e))?;
     check_header(path, header, &GRAPH_HEADER)?;
     Ok(header.len())
 }
@@ -253,7 +264,7 @@ fn read_edges<R: Read>(
     };
     while csv
         .read_byte_record(&mut record)
-        .map_err(|e| csv_error(path, e))?
+        .map_err(|e| csv_error(path, text, start, e))?
     {
         // Only an error needs the line, and counting it costs a pass over the text before.
         let line = || {
@@ -487,7 +498,10 @@ pub fn read_global_csv(path: &Path, reader: impl Read) -> Result<Vec<RoundResult
     let mut csv = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(&text[..]);
-    let header = csv.headers().map_err(|e| csv_error(path, e))?.clone();
+    let header = csv
+        .headers()
+        .map_err(|e| csv_error(path, &text, 0, e))?
+        .clone();
     let lanes = header.len().saturating_sub(6);
     check_header(
         path,
@@ -501,7 +515,7 @@ pub fn read_global_csv(path: &Path, reader: impl Read) -> Result<Vec<RoundResult
     let mut record = csv::StringRecord::new();
     while csv
         .read_record(&mut record)
-        .map_err(|e| csv_error(path, e))?
+        .map_err(|e| csv_error(path, &text, 0, e))?
     {
         let line = line_at(
             &text,
@@ -768,5 +782,12 @@ mod tests {
             err(&format!("{header}\n1,2,5,5,0,ok,lots\n")),
             "global.csv:2: field `lane0` = \"lots\" is not a valid u64"
         );
+        // The CSV reader's own errors (here a byte that is not UTF-8) name the line too.
+        let mut bytes = format!("{header}\r\n\r\n1,2,5,5,0,ok,7\r\n1,3,5,5,0,ok,").into_bytes();
+        bytes.extend([0xFF, b'\r', b'\n']);
+        let error = read_global_csv(Path::new("global.csv"), &bytes[..])
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("global.csv:4:"), "{error}");
     }
 }
