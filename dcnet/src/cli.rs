@@ -552,7 +552,8 @@ pub struct AggregateArgs {
     /// Memory for the list of rejected frames (--rejects), in MiB per worker thread (columnar
     /// engine). Beyond it the list is sorted and written to unnamed temporary files in $TMPDIR,
     /// 9 to 17 bytes a frame, and merged into the --rejects file at the end; the file is the
-    /// same.
+    /// same. If they cannot be written (a full disk, no usable $TMPDIR), the run stops at once
+    /// with that error.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub reject_memory: u64,
     /// Grace in milliseconds after a round's end: a transmit frame stamped later is rejected as
