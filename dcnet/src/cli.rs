@@ -295,7 +295,9 @@ pub enum BenchCommand {
     /// aggregation of it, from mapping the file to the settled rounds, and (b) the floor: one
     /// pass over the same mapped bytes summing every u64 word, on the same threads. Prints
     /// frames/s, GB/s and the ratio aggregate/floor for each repetition, and checks the totals
-    /// against the simulation's truth.
+    /// against the simulation's truth. Also in each repetition: the checked floor (every
+    /// frame's header and CRC checked, lane 0 summed, nothing grouped: what validation alone
+    /// costs) and the aggregate without read-ahead hints (the baseline for the prefetching).
     Aggregate(BenchAggregateArgs),
     /// Edge keys per second, per core and on all cores, for both batch shapes and every
     /// backend this CPU runs.

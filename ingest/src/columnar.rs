@@ -484,6 +484,29 @@ pub fn read_morsel(
     columns: &mut FrameColumns,
     rejects: &mut Vec<ScanReject>,
 ) -> usize {
+    read_morsel_ahead(bytes, header, start, end, READ_AHEAD, columns, rejects)
+}
+
+/// How far ahead of the frames being checked [`read_morsel`] asks the CPU to load the log.
+///
+/// Far enough that the lines arrive before the reader does (a 64-frame block of one-lane
+/// frames is 2.5 KiB), near enough that they are still in cache when it does. Loop times of
+/// `dcnet aggregate` on the 823 MB bench log, six alternating runs each: no hints 147–155 ms,
+/// 1 KiB 135–137 ms, 4 KiB 124–128 ms, 16 KiB 127–130 ms.
+pub const READ_AHEAD: usize = 4096;
+
+/// [`read_morsel`] with the read-ahead distance given: `read_ahead` bytes past each block of
+/// frames are prefetched while the block is checked ([`crate::mmap::prefetch`]); 0 gives no
+/// hints. Only the speed depends on it.
+pub fn read_morsel_ahead(
+    bytes: &[u8],
+    header: LogHeader,
+    start: usize,
+    end: usize,
+    read_ahead: usize,
+    columns: &mut FrameColumns,
+    rejects: &mut Vec<ScanReject>,
+) -> usize {
     let frame_len = header.frame_len();
     let lanes = header.lanes;
     // The first eight bytes of a well-formed frame of this log, with the notification and
@@ -502,6 +525,11 @@ pub fn read_morsel(
             let whole = (bytes.len() - pos) / frame_len;
             let wanted = (end - pos).div_ceil(frame_len).min(whole).min(BLOCK_FRAMES);
             let block = &bytes[pos..pos + wanted * frame_len];
+            if read_ahead > 0 {
+                let from = pos.saturating_add(read_ahead).min(bytes.len());
+                let to = (from + block.len()).min(bytes.len());
+                crate::mmap::prefetch(&bytes[from..to]);
+            }
             let mut good = 0;
             let mut transmission = 0u64;
             for frame in block.chunks_exact(frame_len) {
@@ -657,5 +685,47 @@ mod tests {
         assert!(columns.is_empty());
         // The lane buffer was taken back, not reallocated.
         assert_eq!(columns.lanes[1].as_ptr(), pointer);
+    }
+
+    #[test]
+    fn the_read_ahead_changes_nothing_but_speed() {
+        // A log with a damaged frame in the middle, read in morsels that end inside frames,
+        // with read-ahead distances from none to past the end of the log.
+        let mut writer = LogWriter::new(Vec::new(), 1, 0).unwrap();
+        for client in 0..300 {
+            writer
+                .write_frame(&frame(client, u64::from(client), vec![u64::from(client)]))
+                .unwrap();
+        }
+        let mut bytes = writer.finish().unwrap();
+        bytes[64 + 40 * 150 + 9] ^= 1;
+        let header = LogHeader::parse(&bytes).unwrap();
+        let read = |read_ahead: usize| {
+            let mut columns = FrameColumns::new(1, 0);
+            let mut rejects = Vec::new();
+            let mut pos = 64;
+            while pos < bytes.len() {
+                let end = (pos + 1_001).min(bytes.len());
+                pos = read_morsel_ahead(
+                    &bytes,
+                    header,
+                    pos,
+                    end,
+                    read_ahead,
+                    &mut columns,
+                    &mut rejects,
+                );
+            }
+            (columns.finish(0).unwrap(), rejects)
+        };
+        let (want, want_rejects) = read(0);
+        assert_eq!(want.len(), 299);
+        assert_eq!(want_rejects.len(), 1);
+        for read_ahead in [1, 63, READ_AHEAD, bytes.len(), usize::MAX] {
+            let (got, rejects) = read(read_ahead);
+            assert_eq!(got.batch, want.batch, "read-ahead {read_ahead}");
+            assert_eq!(got.offsets, want.offsets);
+            assert_eq!(rejects, want_rejects);
+        }
     }
 }

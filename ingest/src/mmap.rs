@@ -5,7 +5,8 @@
 //! fails, is the input read into memory.
 //!
 //! This is one of the modules allowed to contain `unsafe` (see ARCHITECTURE.md): mapping a
-//! file is unsafe because another process could change it underneath us.
+//! file is unsafe because another process could change it underneath us, and [`prefetch`]
+//! calls a CPU instruction.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -75,6 +76,44 @@ fn spool(mut input: impl Read) -> std::io::Result<LogBytes> {
     Ok(LogBytes::Owned(bytes))
 }
 
+/// Asks the CPU to start loading `bytes` into its caches, a cache line at a time, and returns
+/// at once: a hint that never faults and never changes what the program computes.
+///
+/// Why it is needed: a mapped log lies in the page cache as scattered 4 KiB pages, and the
+/// CPU's own prefetchers stop at page boundaries, so a reader that checks frame after frame
+/// keeps only a few cache misses in flight and waits for memory (`perf` put over half of the
+/// morsel reader's time on the first load of each frame). Hints a few KiB ahead of the reader
+/// keep the lines coming; `dcnet bench aggregate` measures the run with and without them.
+/// No crate offers a stable, safe prefetch (`core::intrinsics::prefetch_read_data` is
+/// unstable), hence this wrapper. On targets other than x86-64 it does nothing.
+#[inline]
+pub fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86-64 baseline, so every CPU this code runs on executes the
+    // `prefetcht0` instruction that `prefetch_sse` is compiled with.
+    unsafe {
+        prefetch_sse(bytes);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse")]
+fn prefetch_sse(bytes: &[u8]) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    const LINE: usize = 64;
+    // Every line `bytes` touches: one address in each 64-byte step and the last byte, whose line
+    // the steps miss when `bytes` does not start on a line boundary.
+    let lines = (0..bytes.len())
+        .step_by(LINE)
+        .chain(bytes.len().checked_sub(1));
+    for at in lines {
+        // A prefetch does not dereference its address; the addresses are inside `bytes` anyway.
+        _mm_prefetch::<_MM_HINT_T0>(bytes[at..].as_ptr().cast());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +129,23 @@ mod tests {
         assert_eq!(&*spooled, bytes.as_slice());
         let empty = spool(&[][..]).unwrap();
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn prefetching_any_slice_changes_nothing() {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let before = bytes.clone();
+        for (start, end) in [
+            (0, 0),
+            (0, 1),
+            (3, 67),
+            (63, 129),
+            (0, 10_000),
+            (9_999, 10_000),
+        ] {
+            prefetch(&bytes[start..end]);
+        }
+        assert_eq!(bytes, before);
     }
 
     #[test]

@@ -20,7 +20,9 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::aggregate::{AggregateOptions, Nets};
 use crate::batch::{BatchError, BatchOutcome, OpenedInputs, open_inputs};
-use crate::columnar::{DEFAULT_MORSEL_FRAMES, FrameBatch, FrameColumns, ScanReject, read_morsel};
+use crate::columnar::{
+    DEFAULT_MORSEL_FRAMES, FrameBatch, FrameColumns, ScanReject, read_morsel_ahead,
+};
 use crate::fast::{ColumnarAggregator, HeadRound, Inputs, MAX_FILE_BYTES, MAX_FILES, Tally, lock};
 use crate::log::{LOG_HEADER_LEN, LogHeader};
 
@@ -38,6 +40,9 @@ pub struct PipelineOptions {
     /// Listed rejects a worker keeps in memory before it sorts them and writes them to a
     /// temporary file (0 writes them after every morsel); the list does not depend on it.
     pub rejects_in_memory: usize,
+    /// Bytes of log the CPU is asked to load ahead of the frames being checked
+    /// ([`crate::columnar::READ_AHEAD`]; 0 gives no hints). Only the speed depends on it.
+    pub read_ahead: usize,
 }
 
 impl Default for PipelineOptions {
@@ -48,6 +53,7 @@ impl Default for PipelineOptions {
             collect_rejects: true,
             group_budget: crate::fast::DEFAULT_BUDGET,
             rejects_in_memory: crate::spill::DEFAULT_REJECTS_IN_MEMORY,
+            read_ahead: crate::columnar::READ_AHEAD,
         }
     }
 }
@@ -146,11 +152,12 @@ fn read(
     index: usize,
     start: usize,
     end: usize,
+    read_ahead: usize,
     columns: &mut FrameColumns,
     mut rejects: Vec<ScanReject>,
 ) -> Morsel {
     rejects.clear();
-    let stop = read_morsel(bytes, header, start, end, columns, &mut rejects);
+    let stop = read_morsel_ahead(bytes, header, start, end, read_ahead, columns, &mut rejects);
     // The file index was checked against MAX_FILES.
     let batch = columns.finish(file as u32);
     Morsel {
@@ -342,6 +349,7 @@ pub fn aggregate_files_columnar(
                             task.morsel,
                             task.start,
                             task.end,
+                            pipeline.read_ahead,
                             columns,
                             rejects,
                         );
@@ -362,6 +370,7 @@ pub fn aggregate_files_columnar(
                                         next.index,
                                         commit.last_stop.max(next.start),
                                         next.end,
+                                        pipeline.read_ahead,
                                         &mut fresh,
                                         next.rejects,
                                     );

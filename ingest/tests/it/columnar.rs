@@ -402,6 +402,7 @@ proptest! {
                     collect_rejects: true,
                     group_budget,
                     rejects_in_memory,
+                    ..PipelineOptions::default()
                 },
                 &Progress::default(),
             )
