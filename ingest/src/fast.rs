@@ -812,6 +812,7 @@ pub struct ColumnarAggregator<'a> {
     inputs: Inputs<'a>,
     shards: Vec<Shard>,
     budget: u64,
+    redo_morsel_frames: usize,
     open_bytes: AtomicU64,
     clock: AtomicU64,
     evicting: Mutex<()>,
@@ -860,6 +861,7 @@ impl<'a> ColumnarAggregator<'a> {
                 .map(|_| Mutex::new(HashMap::default()))
                 .collect(),
             budget: DEFAULT_BUDGET,
+            redo_morsel_frames: crate::columnar::DEFAULT_MORSEL_FRAMES,
             open_bytes: AtomicU64::new(0),
             clock: AtomicU64::new(0),
             evicting: Mutex::new(()),
@@ -939,6 +941,13 @@ impl<'a> ColumnarAggregator<'a> {
     /// never depend on the budget; only the time does, for logs whose rounds are scattered.
     pub fn with_budget(mut self, bytes: u64) -> Self {
         self.budget = bytes;
+        self
+    }
+
+    /// Reads a round aggregated again ([`Self::with_budget`]) `frames` frames at a time (at
+    /// least one), so that its memory does not grow with the byte range it spans.
+    pub fn with_redo_morsel(mut self, frames: usize) -> Self {
+        self.redo_morsel_frames = frames.max(1);
         self
     }
 
@@ -1614,7 +1623,6 @@ impl<'a> ColumnarAggregator<'a> {
     ) -> Settled {
         let mut group = Group::new(info.clients.len(), self.lanes);
         let mut tally = Tally::new(collect);
-        let deadline = self.options.round_deadline(round);
         for &(file, first, last) in ranges {
             let Some(&bytes) = self.inputs.files.get(file as usize) else {
                 continue;
@@ -1622,25 +1630,62 @@ impl<'a> ColumnarAggregator<'a> {
             let Ok(header) = crate::log::LogHeader::parse(bytes) else {
                 continue;
             };
-            let mut columns = crate::columnar::FrameColumns::new(usize::from(header.lanes), 64);
-            let mut scan_rejects = Vec::new();
+            if usize::from(header.lanes) != self.lanes {
+                continue;
+            }
             let (Ok(first), Ok(last)) = (usize::try_from(first), usize::try_from(last)) else {
                 continue;
             };
-            crate::columnar::read_morsel(
-                bytes,
-                header,
-                first,
-                last + 1,
-                &mut columns,
-                &mut scan_rejects,
-            );
-            let Ok(batch) = columns.finish(file) else {
-                continue;
-            };
-            if batch.lanes() != self.lanes {
-                continue;
+            // The range is read a morsel at a time into reused columns: in a log in no
+            // particular order a round's range can span most of the file, and reading it whole
+            // held a column row per frame of it (38 MB for a 41 MB log, per round redone).
+            let mut columns =
+                crate::columnar::FrameColumns::new(self.lanes, self.redo_morsel_frames);
+            let mut scan_rejects = Vec::new();
+            let step = self.redo_morsel_frames * self.frame_len;
+            let mut pos = first;
+            while pos <= last {
+                scan_rejects.clear();
+                let end = pos.saturating_add(step).min(last + 1);
+                pos = crate::columnar::read_morsel(
+                    bytes,
+                    header,
+                    pos,
+                    end,
+                    &mut columns,
+                    &mut scan_rejects,
+                )
+                .max(end);
+                let Ok(batch) = columns.finish(file) else {
+                    continue;
+                };
+                self.redo_batch(net, round, info, &batch, &mut group, &mut tally);
+                columns.recycle(batch);
             }
+        }
+        let (row, mut rejects, kept) = self.settle(net, round, info, &group);
+        let duplicates = tally.counts[RejectReason::Duplicate as usize];
+        if collect {
+            rejects.extend(tally.rejects);
+        } else {
+            rejects.extend((0..duplicates).map(|_| (Src(0), RejectReason::Duplicate)));
+        }
+        (row, rejects, kept)
+    }
+
+    /// The frames of (`net`, `round`) in `batch` that pass the per-frame rules, applied to
+    /// `group` (see [`Self::redo`]).
+    fn redo_batch(
+        &self,
+        net: u32,
+        round: u32,
+        info: &NetInfo,
+        batch: &FrameBatch,
+        group: &mut Group,
+        tally: &mut Tally,
+    ) {
+        let deadline = self.options.round_deadline(round);
+        {
             let codes = batch.notification();
             let transmission = batch.transmission();
             let mut accepted = Vec::new();
@@ -1672,24 +1717,9 @@ impl<'a> ColumnarAggregator<'a> {
             }
             let lanes: Vec<&[u64]> = (0..self.lanes).map(|l| batch.lane(l)).collect();
             for (row, slot) in accepted {
-                self.apply(
-                    &mut group,
-                    &batch,
-                    &lanes,
-                    row as usize,
-                    slot as usize,
-                    &mut tally,
-                );
+                self.apply(group, batch, &lanes, row as usize, slot as usize, tally);
             }
         }
-        let (row, mut rejects, kept) = self.settle(net, round, info, &group);
-        let duplicates = tally.counts[RejectReason::Duplicate as usize];
-        if collect {
-            rejects.extend(tally.rejects);
-        } else {
-            rejects.extend((0..duplicates).map(|_| (Src(0), RejectReason::Duplicate)));
-        }
-        (row, rejects, kept)
     }
 
     fn settle(

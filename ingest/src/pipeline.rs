@@ -231,6 +231,7 @@ pub fn aggregate_files_columnar(
     let aggregator = pool.install(|| {
         ColumnarAggregator::new(nets, lanes, options, inputs)
             .with_budget(pipeline.group_budget)
+            .with_redo_morsel(pipeline.morsel_frames)
             .with_rejects_in_memory(pipeline.rejects_in_memory)
     });
     let morsel_frames = pipeline.morsel_frames.max(1);
