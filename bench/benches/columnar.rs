@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ingest::columnar::{DEFAULT_MORSEL_FRAMES, FrameColumns, read_morsel};
-use ingest::fast::{ColumnarAggregator, Inputs, Tally, column_sum};
+use ingest::fast::{ColumnarAggregator, DEFAULT_REGROUP_BELOW, Inputs, Tally, column_sum};
 use ingest::log::LOG_HEADER_LEN;
 use ingest::{AggregateOptions, FrameScanner, LogHeader};
 
@@ -22,13 +22,20 @@ fn floor(bytes: &[u8]) -> u64 {
 }
 
 fn columnar_aggregate(log: &bench::SimulatedLog) -> usize {
+    columnar_aggregate_regrouping(log, DEFAULT_REGROUP_BELOW)
+}
+
+/// The columnar engine over the whole log, one morsel after another on this thread, sorting
+/// morsels whose runs of one (net, round) average fewer than `regroup_below` frames.
+fn columnar_aggregate_regrouping(log: &bench::SimulatedLog, regroup_below: usize) -> usize {
     let header = LogHeader::parse(&log.bytes).unwrap();
     let aggregator = ColumnarAggregator::new(
         &log.nets,
         1,
         AggregateOptions::default(),
         Inputs::new(vec![&log.bytes]),
-    );
+    )
+    .with_regroup_below(regroup_below);
     let mut tally = Tally::new(false);
     let mut columns = FrameColumns::new(1, DEFAULT_MORSEL_FRAMES);
     let mut rejects = Vec::new();
@@ -146,6 +153,16 @@ fn ingest(c: &mut Criterion) {
         "columnar, one thread, clients shuffled within rounds",
         |b| b.iter(|| columnar_aggregate(&shuffled)),
     );
+    // Round by round with the nets interleaved, as a collector writes frames as they arrive:
+    // each morsel is sorted by (net, round, client) first, against the same morsels
+    // aggregated as read.
+    let interleaved = log.interleaved();
+    group.bench_function("columnar, one thread, nets interleaved", |b| {
+        b.iter(|| columnar_aggregate(&interleaved))
+    });
+    group.bench_function("baseline/nets interleaved, morsels as read", |b| {
+        b.iter(|| columnar_aggregate_regrouping(&interleaved, 0))
+    });
     // No client missing, so no resends: what dropouts and their resends cost.
     let complete = bench::SimulatedLog::with_dropout(8, 500, 24, 1, 0.0);
     group.bench_function("columnar, one thread, no dropouts", |b| {

@@ -95,6 +95,34 @@ impl SimulatedLog {
         }
     }
 
+    /// The same log in round order with the nets' frames interleaved at random within each
+    /// round (a fixed seed), as a collector that writes frames as they arrive from every net
+    /// would have it: the same frames and results, but a (net, round) rarely has two frames
+    /// in a row.
+    pub fn interleaved(&self) -> Self {
+        let header = ingest::LogHeader::parse(&self.bytes).unwrap_or_else(|e| panic!("{e}"));
+        let frame_len = header.frame_len();
+        let (head, body) = self.bytes.split_at(ingest::log::LOG_HEADER_LEN);
+        let mut frames: Vec<&[u8]> = body.chunks_exact(frame_len).collect();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for i in (1..frames.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            frames.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        // A stable sort keeps the random order within each round.
+        frames.sort_by_key(|frame| ingest::frame::RawHeader::of(frame).round());
+        let mut bytes = head.to_vec();
+        for frame in frames {
+            bytes.extend_from_slice(frame);
+        }
+        Self {
+            bytes,
+            nets: self.nets.clone(),
+        }
+    }
+
     /// The straightforward engine (`Aggregator`, one frame at a time) over the whole log: the
     /// baseline the benches compare the faster paths with. Returns the number of rounds.
     pub fn aggregate_straightforward(&self) -> usize {
@@ -117,18 +145,17 @@ impl SimulatedLog {
 mod tests {
     use super::*;
 
-    #[test]
-    fn shuffling_within_rounds_keeps_the_frames_and_the_results() {
-        let log = SimulatedLog::new(2, 40, 3, 1);
-        let shuffled = log.shuffled_within_rounds();
-        assert_eq!(shuffled.bytes.len(), log.bytes.len());
-        assert_ne!(shuffled.bytes, log.bytes, "some round's order changed");
+    /// `reordered` holds exactly the frames of `log`, in another order, and gives the same
+    /// results.
+    fn assert_same_frames_and_results(log: &SimulatedLog, reordered: &SimulatedLog) {
+        assert_eq!(reordered.bytes.len(), log.bytes.len());
+        assert_ne!(reordered.bytes, log.bytes, "the order changed");
         let frames = |bytes: &[u8]| {
             let mut all: Vec<Vec<u8>> = bytes[64..].chunks_exact(40).map(<[u8]>::to_vec).collect();
             all.sort();
             all
         };
-        assert_eq!(frames(&shuffled.bytes), frames(&log.bytes));
+        assert_eq!(frames(&reordered.bytes), frames(&log.bytes));
         let rounds = |log: &SimulatedLog| {
             let mut aggregator = Aggregator::new(&log.nets, 1, AggregateOptions::default());
             for scanned in FrameScanner::new(&log.bytes).unwrap() {
@@ -141,6 +168,34 @@ mod tests {
             }
             aggregator.finish().rounds
         };
-        assert_eq!(rounds(&shuffled), rounds(&log));
+        assert_eq!(rounds(reordered), rounds(log));
+    }
+
+    #[test]
+    fn shuffling_within_rounds_keeps_the_frames_and_the_results() {
+        let log = SimulatedLog::new(2, 40, 3, 1);
+        assert_same_frames_and_results(&log, &log.shuffled_within_rounds());
+    }
+
+    #[test]
+    fn interleaving_keeps_the_frames_and_the_results_in_round_order() {
+        let log = SimulatedLog::new(4, 40, 3, 1);
+        let interleaved = log.interleaved();
+        assert_same_frames_and_results(&log, &interleaved);
+        let headers: Vec<_> = interleaved.bytes[64..]
+            .chunks_exact(40)
+            .map(ingest::frame::RawHeader::of)
+            .collect();
+        assert!(headers.windows(2).all(|w| w[0].round() <= w[1].round()));
+        // Four nets at random: about three frames in four follow one of another net.
+        let switches = headers
+            .windows(2)
+            .filter(|w| w[0].dc_net_id() != w[1].dc_net_id())
+            .count();
+        assert!(
+            switches * 2 > headers.len(),
+            "{switches} of {}",
+            headers.len()
+        );
     }
 }

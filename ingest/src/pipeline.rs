@@ -43,6 +43,11 @@ pub struct PipelineOptions {
     /// Bytes of log the CPU is asked to load ahead of the frames being checked
     /// ([`crate::columnar::READ_AHEAD`]; 0 gives no hints). Only the speed depends on it.
     pub read_ahead: usize,
+    /// Morsels whose runs of one (net, round) average fewer frames than this are sorted by
+    /// net, round and client before they are aggregated
+    /// ([`crate::fast::DEFAULT_REGROUP_BELOW`]; 0 never, `usize::MAX` always). Only the speed
+    /// depends on it.
+    pub regroup_below: usize,
 }
 
 impl Default for PipelineOptions {
@@ -54,6 +59,7 @@ impl Default for PipelineOptions {
             group_budget: crate::fast::DEFAULT_BUDGET,
             rejects_in_memory: crate::spill::DEFAULT_REJECTS_IN_MEMORY,
             read_ahead: crate::columnar::READ_AHEAD,
+            regroup_below: crate::fast::DEFAULT_REGROUP_BELOW,
         }
     }
 }
@@ -232,6 +238,7 @@ pub fn aggregate_files_columnar(
         ColumnarAggregator::new(nets, lanes, options, inputs)
             .with_budget(pipeline.group_budget)
             .with_redo_morsel(pipeline.morsel_frames)
+            .with_regroup_below(pipeline.regroup_below)
             .with_rejects_in_memory(pipeline.rejects_in_memory)
     });
     let morsel_frames = pipeline.morsel_frames.max(1);

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use engine::KeyGraph;
 use ingest::batch::{BatchOutcome, aggregate_files};
+use ingest::fast::DEFAULT_REGROUP_BELOW;
 use ingest::pipeline::{PipelineOptions, Progress, aggregate_files_columnar};
 use ingest::{AggregateOptions, Frame, LogWriter, Nets, Notification, RejectReason};
 use proptest::prelude::*;
@@ -257,6 +258,7 @@ fn columnar(
     threads: usize,
     morsel_frames: usize,
     group_budget: u64,
+    regroup_below: usize,
 ) -> BatchOutcome {
     aggregate_files_columnar(
         paths,
@@ -267,6 +269,7 @@ fn columnar(
             morsel_frames,
             collect_rejects: true,
             group_budget,
+            regroup_below,
             ..PipelineOptions::default()
         },
         &Progress::default(),
@@ -294,6 +297,7 @@ fn equals_reference(
     threads: usize,
     morsel_frames: usize,
     group_budget: u64,
+    regroup_below: usize,
 ) {
     let options = options(deadline);
     let reference = aggregate_files(&case.paths, &case.nets, options).unwrap();
@@ -304,6 +308,7 @@ fn equals_reference(
         threads,
         morsel_frames,
         group_budget,
+        regroup_below,
     );
     assert_same(&reference, &got);
 }
@@ -322,9 +327,12 @@ proptest! {
         // 0 settles every group after each morsel, so frames of one round spread over several
         // morsels or files make it dirty and it is aggregated again from its byte ranges.
         group_budget in prop_oneof![Just(0u64), 0u64..2000, Just(u64::MAX)],
+        // Morsels aggregated as read, sorted by (net, round, client) first, or as the
+        // engine decides from their run lengths.
+        regroup_below in prop_oneof![Just(0usize), Just(usize::MAX), Just(DEFAULT_REGROUP_BELOW), 1usize..4],
     ) {
         let case = case(seed, lanes, files, true);
-        equals_reference(&case, deadline, threads, morsel_frames, group_budget);
+        equals_reference(&case, deadline, threads, morsel_frames, group_budget, regroup_below);
     }
 
     /// Logs in client order take the ordered fast path; duplicates, frames out of place,
@@ -339,9 +347,10 @@ proptest! {
         deadline: bool,
         damaged: bool,
         group_budget in prop_oneof![Just(u64::MAX), Just(0u64)],
+        regroup_below in prop_oneof![Just(DEFAULT_REGROUP_BELOW), Just(usize::MAX)],
     ) {
         let case = case_of(seed, lanes, files, damaged, Layout::Ordered);
-        equals_reference(&case, deadline, threads, morsel_frames, group_budget);
+        equals_reference(&case, deadline, threads, morsel_frames, group_budget, regroup_below);
     }
 
     #[test]
@@ -352,10 +361,10 @@ proptest! {
     ) {
         let case = case(seed, 1, files, false);
         let options = options(deadline);
-        let one = columnar(&case, &case.paths, options, 1, 4096, u64::MAX);
+        let one = columnar(&case, &case.paths, options, 1, 4096, u64::MAX, 0);
         let mut reversed = case.paths.clone();
         reversed.reverse();
-        let other = columnar(&case, &reversed, options, 3, 2, 0);
+        let other = columnar(&case, &reversed, options, 3, 2, 0, usize::MAX);
         prop_assert_eq!(&one.report.rounds, &other.report.rounds);
         prop_assert_eq!(&one.report.counts, &other.report.counts);
         prop_assert_eq!(one.report.frames_kept, other.report.frames_kept);
@@ -628,6 +637,8 @@ fn a_round_is_read_again_only_when_a_frame_comes_after_it_was_settled() {
         morsel_frames: 5,
         collect_rejects: true,
         group_budget: 4 * footprint,
+        // Morsels as read: what is settled early follows the log's order.
+        regroup_below: 0,
         ..PipelineOptions::default()
     };
     assert_eq!(rounds_reread(&nets, &frames, pipeline), 0);
@@ -652,6 +663,7 @@ fn a_round_spanning_morsels_is_settled_once_both_are_aggregated() {
         morsel_frames: 5,
         collect_rejects: true,
         group_budget: u64::MAX,
+        regroup_below: 0,
         ..PipelineOptions::default()
     };
     assert_eq!(rounds_reread(&nets, &frames, pipeline(1)), 0);
