@@ -709,6 +709,13 @@ enum Order {
 /// aggregated (see [`ColumnarAggregator::with_regroup_below`]).
 pub const DEFAULT_REGROUP_BELOW: usize = 32;
 
+/// Whether `frames` frames in `runs` runs of one (net, round) average fewer than
+/// `regroup_below` frames a run. Never for a single run (a morsel shorter than the threshold
+/// is not fragmented for that) or for `regroup_below` 0.
+pub(crate) fn is_fragmented(frames: usize, runs: usize, regroup_below: usize) -> bool {
+    runs >= 2 && frames < regroup_below.saturating_mul(runs)
+}
+
 /// `batch` with its rows sorted by net, round, client and offset (Arrow's `take` kernel), or
 /// `None` should the kernel fail (the batch is then aggregated as read).
 fn sorted_by_group(batch: &FrameBatch) -> Option<FrameBatch> {
@@ -1220,8 +1227,7 @@ impl<'a> ColumnarAggregator<'a> {
     /// Whether the runs of one (net, round) in `batch` are on average shorter than the
     /// regrouping threshold.
     fn is_fragmented(&self, batch: &FrameBatch) -> bool {
-        let threshold = self.regroup_below;
-        if threshold == 0 || batch.len() < 2 {
+        if self.regroup_below == 0 {
             return false;
         }
         let (nets, rounds) = (batch.dc_net_id(), batch.round());
@@ -1232,7 +1238,7 @@ impl<'a> ColumnarAggregator<'a> {
             .map(|(n, r)| usize::from(n[0] != n[1] || r[0] != r[1]))
             .sum::<usize>()
             + 1;
-        batch.len() < threshold.saturating_mul(starts)
+        is_fragmented(batch.len(), starts, self.regroup_below)
     }
 
     /// [`Self::add_batch`] for a batch in `order`.
