@@ -634,6 +634,11 @@ pub struct BenchAggregateArgs {
     /// temporary directory, removed afterwards).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Write the log round by round with the nets' frames interleaved at random within each
+    /// round, as a collector writing frames as they arrive from every net would (default: net
+    /// by net, each round's frames in client order, as `dcnet simulate` writes them).
+    #[arg(long)]
+    pub interleave: bool,
 }
 
 #[derive(Debug, Args)]
@@ -684,6 +689,7 @@ pub struct BenchAggregateConfig {
     pub threads: usize,
     pub repeat: u32,
     pub dir: Option<PathBuf>,
+    pub interleave: bool,
 }
 
 /// Parses a duration with unit: `900000ms`, `900s`, `15m`, `1h`; returns milliseconds.
@@ -1077,6 +1083,7 @@ impl BenchAggregateArgs {
             threads: self.threads,
             repeat: self.repeat,
             dir: self.dir,
+            interleave: self.interleave,
         })
     }
 }

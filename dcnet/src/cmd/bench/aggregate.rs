@@ -13,7 +13,7 @@
 //! the one `unsafe` block whose reason is speed ([`ingest::mmap::prefetch`]).
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,39 @@ fn write_log(sim: &SimConfig, path: &Path) -> Result<(Nets, Vec<RoundResult>, u6
         .with_context(|| format!("cannot write {}", path.display()))?;
     truth.sort_by_key(|r| (r.dc_net_id, r.round));
     Ok((nets, truth, frames))
+}
+
+/// Rewrites the log at `path` round by round, the frames of each round in a random order
+/// (a fixed seed), so that the nets are interleaved as in a collector's log.
+fn interleave_log(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header = LogHeader::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    let frame_len = header.frame_len();
+    let body = bytes.get(LOG_HEADER_LEN..).unwrap_or_default();
+    let frames: Vec<&[u8]> = body.chunks_exact(frame_len).collect();
+    // A random key per frame (xorshift, to need no randomness crate here), then round order.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut order: Vec<(u32, u64, u32)> = frames
+        .iter()
+        .enumerate()
+        .map(|(index, frame)| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (RawHeader::of(frame).round(), state, index as u32)
+        })
+        .collect();
+    order.sort_unstable();
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 22, file);
+    out.write_all(&bytes[..LOG_HEADER_LEN])?;
+    for &(_, _, index) in &order {
+        out.write_all(frames[index as usize])?;
+    }
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|file| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// One pass over the mapped log summing every u64 word on `threads` threads.
@@ -187,19 +220,35 @@ pub fn run(config: BenchAggregateConfig) -> Result<()> {
         }
     };
     let path = dir.join(format!(
-        "bench-{}x{}x{}-L{}.dclog",
-        sim.nets, sim.clients, sim.rounds, sim.lanes
-    ));
-    eprintln!(
-        "writing {} nets x {} clients x {} rounds, {} lane(s), 1% dropouts to {}",
+        "bench-{}x{}x{}-L{}{}.dclog",
         sim.nets,
         sim.clients,
         sim.rounds,
         sim.lanes,
+        if config.interleave {
+            "-interleaved"
+        } else {
+            ""
+        }
+    ));
+    eprintln!(
+        "writing {} nets x {} clients x {} rounds, {} lane(s), 1% dropouts{} to {}",
+        sim.nets,
+        sim.clients,
+        sim.rounds,
+        sim.lanes,
+        if config.interleave {
+            ", nets interleaved"
+        } else {
+            ""
+        },
         path.display()
     );
     let started = Instant::now();
     let (nets, truth, frames) = write_log(sim, &path)?;
+    if config.interleave {
+        interleave_log(&path)?;
+    }
     let bytes = std::fs::metadata(&path)?.len();
     eprintln!(
         "wrote {frames} frames, {bytes} bytes in {:.1} s",
