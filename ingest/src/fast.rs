@@ -344,9 +344,10 @@ thread_local! {
 /// A settled round: its row, the rejects settling produced and the frames it used.
 type Settled = (RoundResult, Vec<(Src, RejectReason)>, u64);
 
-/// A round as `finish` finds it: its stored row, or what settling it (or aggregating it again)
-/// needs: its key, net, the net's roster and graph, its state and byte ranges.
-type Work<'n> = Result<Settled, (u64, u32, &'n NetInfo, State, Vec<(u32, u64, u64)>)>;
+/// A round as `finish` finds it: the index of its stored row, or what settling it (or
+/// aggregating it again) needs: its key, net, the net's roster and graph, its state and byte
+/// ranges.
+type Work<'n> = Result<u32, (u64, u32, &'n NetInfo, State, Vec<(u32, u64, u64)>)>;
 
 /// Rounds settled on the pool before their rejects go to the list (see `finish`).
 const SETTLE_CHUNK: usize = 256;
@@ -1632,7 +1633,7 @@ impl<'a> ColumnarAggregator<'a> {
                 // Stored rows come out in order here; the groups still to settle or redo go
                 // to the pool below.
                 Some(match cell.state {
-                    State::Settled(index) => Ok(store.result(index)),
+                    State::Settled(index) => Ok(index),
                     state => Err((key, net, info, state, cell.ranges)),
                 })
             })
@@ -1680,21 +1681,49 @@ impl<'a> ColumnarAggregator<'a> {
         // chunk's rejects go to the list, which spills, before the next: a round read again
         // lists its duplicates once more, and the same logs given twice make every frame a
         // duplicate, so holding every round's list at once would grow with the input.
-        for chunk in work.chunks_mut(SETTLE_CHUNK) {
-            let settled: Vec<Settled> = chunk
+        // A chunk holds up to `SETTLE_CHUNK` rounds still to settle or redo, with the stored
+        // rows between them. Counting only those keeps each chunk's work on the pool large
+        // enough to be shared: chunks of 256 rounds of any kind held about a dozen to settle
+        // each (the last round of each net, in a log written net by net), which one thread
+        // finished before the other had woken up.
+        let mut chunks = Vec::new();
+        let (mut start, mut heavy) = (0, 0);
+        for (at, item) in work.iter().enumerate() {
+            if matches!(item, Some(Err(_))) {
+                heavy += 1;
+                if heavy == SETTLE_CHUNK {
+                    chunks.push(start..at + 1);
+                    (start, heavy) = (at + 1, 0);
+                }
+            }
+        }
+        chunks.push(start..work.len());
+        for range in chunks {
+            let chunk = &mut work[range];
+            let mut settled: std::collections::VecDeque<Settled> = chunk
                 .par_iter_mut()
+                .filter(|item| matches!(item, Some(Err(_))))
                 .filter_map(Option::take)
-                .map(|work| match work {
-                    Ok(settled) => settled,
-                    Err((key, net, info, state, ranges)) => match state {
+                .filter_map(|work| match work {
+                    Ok(_) => None,
+                    Err((key, net, info, state, ranges)) => Some(match state {
                         State::Open(group) => self.settle(net, key as u32, info, &group),
                         State::Dirty | State::Settled(_) => {
                             self.redo(net, key as u32, info, &ranges, collect)
                         }
-                    },
+                    }),
                 })
-                .collect();
-            for (row, group_rejects, kept) in settled {
+                .collect::<Vec<_>>()
+                .into();
+            // In key order: stored rows where they are, the rounds just settled in between.
+            for item in chunk.iter_mut() {
+                let (row, group_rejects, kept) = match item.take() {
+                    Some(Ok(index)) => store.result(index),
+                    _ => match settled.pop_front() {
+                        Some(done) => done,
+                        None => continue,
+                    },
+                };
                 report.frames_kept += kept;
                 for &(_, reason) in &group_rejects {
                     counts[reason as usize] += 1;
