@@ -509,6 +509,10 @@ struct FastRows<'b> {
     file: u32,
     /// The net: its roster by slot (ascending client ids) and the roster index.
     info: &'b NetInfo,
+    /// Whether the run's clients ascend (a sorted batch): the next one is then always at or
+    /// after the last one's slot, so it is searched for there however far the stretches are
+    /// from being consecutive, never in the roster index (whose buckets are cold).
+    ascending: bool,
 }
 
 /// Rows the ordered fast path checks and takes at once.
@@ -570,7 +574,7 @@ impl FastRows<'_> {
                         break 'rows row;
                     }
                     let client = self.clients[row];
-                    let slot = if unordered < 2 {
+                    let slot = if unordered < 2 || self.ascending {
                         self.info.slot_near(client, hint)
                     } else {
                         self.info.index.slot(client)
@@ -1434,6 +1438,7 @@ impl<'a> ColumnarAggregator<'a> {
                 offsets,
                 file,
                 info,
+                ascending: order == Order::Sorted,
             };
             let mut row = row + 1;
             let mut next = slot + 1;
