@@ -189,16 +189,24 @@ fn empty_batch(file: usize, columns: &mut FrameColumns) -> FrameBatch {
 /// How many times longer the morsels of a log with interleaved nets are: sorted by (net,
 /// round), a morsel of such a log has few frames of each group, so every group costs its
 /// cache misses (group, roster, index) for a handful of frames. Sixteen times longer morsels
-/// (2.6 MB of one-lane frames at the default size, still within a core's L2 with their
-/// columns) made a log of 1,000 interleaved nets aggregate 1.9× as fast (9.6–9.9 against
-/// 18–19 M frames/s, `dcnet aggregate` on the bench log in arrival order); logs in client
-/// order keep the short morsels their cache wants.
+/// (2.6 MB of one-lane frames at the default size: with their columns no longer in a core's
+/// L2, which matters less than the groups' misses) made a log of 1,000 interleaved nets
+/// aggregate 1.8× as fast (9.6–9.9 against 17.1–19.1 M frames/s, `dcnet aggregate` on the
+/// bench log with `--interleave`); 64 times longer gained another tenth for 40 MiB more
+/// memory, 256 times nothing more. Logs in client order keep the short morsels their cache
+/// wants.
 const REGROUP_MORSEL_FACTOR: usize = 16;
 
+/// Frames of a log's beginning that [`morsel_frames_of`] looks at: enough to tell runs of
+/// a (net, round) from interleaved nets, few enough that looking at a thousand logs not yet
+/// in the page cache reads little before the workers start.
+const PROBE_FRAMES: usize = 512;
+
 /// Frames per morsel for the log `bytes`: `morsel_frames`, or [`REGROUP_MORSEL_FACTOR`] times
-/// that when its first morsel's frames, by their header fields, would be sorted before they
-/// are aggregated (see [`crate::fast::ColumnarAggregator::with_regroup_below`]). The frames
-/// are not validated here: damage only makes the guess worse, never a result different.
+/// that when its first frames (as many as a morsel, at most [`PROBE_FRAMES`]), by their header
+/// fields, would be sorted before they are aggregated (see
+/// [`crate::fast::ColumnarAggregator::with_regroup_below`]). The frames are not validated
+/// here: damage only makes the guess worse, never a result different.
 fn morsel_frames_of(
     bytes: &[u8],
     header: LogHeader,
@@ -209,7 +217,7 @@ fn morsel_frames_of(
     let body = bytes.get(LOG_HEADER_LEN..).unwrap_or_default();
     let sample = body
         .chunks_exact(frame_len)
-        .take(morsel_frames)
+        .take(morsel_frames.min(PROBE_FRAMES))
         .map(|frame| {
             let raw = RawHeader::of(frame);
             (raw.dc_net_id(), raw.round())
