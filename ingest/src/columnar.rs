@@ -153,6 +153,11 @@ pub struct FrameColumns {
     timestamp: Vec<i64>,
     lanes: Vec<Vec<u64>>,
     offsets: Vec<u64>,
+    /// Frames appended since the last batch. The column buffers keep the length of the
+    /// longest morsel they held (values past `rows` are stale and cut off by `finish`), so
+    /// that appending overwrites instead of growing them: growing wrote zeros over every
+    /// column before the frames' values (about 37 bytes a frame) in each morsel.
+    rows: usize,
 }
 
 /// Takes the values buffer of a primitive array back as a `Vec` when this was its only owner.
@@ -160,9 +165,34 @@ fn reclaim<T: arrow_array::ArrowPrimitiveType>(array: ArrayRef) -> Option<Vec<T:
     let primitive = array.as_any().downcast_ref::<PrimitiveArray<T>>()?.clone();
     drop(array);
     let (_, values, _) = primitive.into_parts();
-    let mut vec = values.into_inner().into_vec::<T::Native>().ok()?;
-    vec.clear();
-    Some(vec)
+    values.into_inner().into_vec::<T::Native>().ok()
+}
+
+/// Writes `value` as row `row` of `column`, which holds at least `row` values.
+fn put<T>(column: &mut Vec<T>, row: usize, value: T) {
+    match column.get_mut(row) {
+        Some(slot) => *slot = value,
+        None => column.push(value),
+    }
+}
+
+/// Makes `column` hold at least `rows` values; new ones are zero until overwritten.
+fn extend_to<T: Copy + Default>(column: &mut Vec<T>, rows: usize) {
+    if column.len() < rows {
+        column.resize(rows, T::default());
+    }
+}
+
+/// `column`'s first `rows` values as a vector of that length (cutting off stale ones).
+fn take_rows<T>(column: &mut Vec<T>, rows: usize) -> Vec<T> {
+    let mut taken = std::mem::take(column);
+    taken.truncate(rows);
+    taken
+}
+
+/// Makes room in `column` for `rows` values in all.
+fn reserve_rows<T>(column: &mut Vec<T>, rows: usize) {
+    column.reserve(rows.saturating_sub(column.len()));
 }
 
 impl FrameColumns {
@@ -178,6 +208,7 @@ impl FrameColumns {
             timestamp: Vec::with_capacity(capacity),
             lanes: (0..lanes).map(|_| Vec::with_capacity(capacity)).collect(),
             offsets: Vec::with_capacity(capacity),
+            rows: 0,
         }
     }
 
@@ -188,25 +219,26 @@ impl FrameColumns {
 
     /// Frames appended since the last batch.
     pub fn len(&self) -> usize {
-        self.offsets.len()
+        self.rows
     }
 
     /// Whether no frame was appended since the last batch.
     pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+        self.rows == 0
     }
 
     /// Appends one valid frame found at byte `offset`. The frame's lane count must be the
     /// columns' (the scanner guarantees it for frames of one log).
     pub fn push(&mut self, frame: &FrameView<'_>, offset: u64) {
         let bytes = frame.as_bytes();
-        self.dc_net_id.push(frame.dc_net_id());
-        self.client_id.push(frame.client_id());
-        self.round.push(frame.round());
-        self.notification.push(frame.notification().code());
+        let row = self.rows;
+        put(&mut self.dc_net_id, row, frame.dc_net_id());
+        put(&mut self.client_id, row, frame.client_id());
+        put(&mut self.round, row, frame.round());
+        put(&mut self.notification, row, frame.notification().code());
         self.transmission.append(frame.transmission());
         // Bit-for-bit reinterpretation: the column is read back as u64 by `timestamp_ms`.
-        self.timestamp.push(frame.timestamp_ms() as i64);
+        put(&mut self.timestamp, row, frame.timestamp_ms() as i64);
         for (column, word) in self
             .lanes
             .iter_mut()
@@ -214,9 +246,10 @@ impl FrameColumns {
         {
             let mut lane = [0u8; 8];
             lane.copy_from_slice(word);
-            column.push(u64::from_le_bytes(lane));
+            put(column, row, u64::from_le_bytes(lane));
         }
-        self.offsets.push(offset);
+        put(&mut self.offsets, row, offset);
+        self.rows += 1;
     }
 
     /// Appends `frames`, well-formed frames of `frame_len` bytes back to back whose first one
@@ -245,11 +278,11 @@ impl FrameColumns {
             u64::from_le_bytes(word)
         }
         fn grow<T: Copy + Default>(column: &mut Vec<T>, base: usize, count: usize) -> &mut [T] {
-            column.resize(base + count, T::default());
-            &mut column[base..]
+            extend_to(column, base + count);
+            &mut column[base..base + count]
         }
         let count = frames.len() / frame_len;
-        let base = self.offsets.len();
+        let base = self.rows;
         let nets = grow(&mut self.dc_net_id, base, count);
         let clients = grow(&mut self.client_id, base, count);
         let rounds = grow(&mut self.round, base, count);
@@ -311,25 +344,27 @@ impl FrameColumns {
         debug_assert!(count <= 64, "a block holds at most 64 frames");
         self.transmission
             .append_packed_range(0..count, &transmission.to_le_bytes());
+        self.rows += count;
     }
 
     /// Moves the appended frames into a batch for input `file`; the columns are empty after.
     pub fn finish(&mut self, file: u32) -> Result<FrameBatch, ArrowError> {
+        let rows = std::mem::take(&mut self.rows);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(FIXED_COLUMNS.len() + self.lanes());
         columns.push(Arc::new(UInt32Array::new(
-            ScalarBuffer::from(std::mem::take(&mut self.dc_net_id)),
+            ScalarBuffer::from(take_rows(&mut self.dc_net_id, rows)),
             None,
         )));
         columns.push(Arc::new(UInt32Array::new(
-            ScalarBuffer::from(std::mem::take(&mut self.client_id)),
+            ScalarBuffer::from(take_rows(&mut self.client_id, rows)),
             None,
         )));
         columns.push(Arc::new(UInt32Array::new(
-            ScalarBuffer::from(std::mem::take(&mut self.round)),
+            ScalarBuffer::from(take_rows(&mut self.round, rows)),
             None,
         )));
         columns.push(Arc::new(UInt8Array::new(
-            ScalarBuffer::from(std::mem::take(&mut self.notification)),
+            ScalarBuffer::from(take_rows(&mut self.notification, rows)),
             None,
         )));
         columns.push(Arc::new(BooleanArray::new(
@@ -337,12 +372,12 @@ impl FrameColumns {
             None,
         )));
         columns.push(Arc::new(TimestampMillisecondArray::new(
-            ScalarBuffer::from(std::mem::take(&mut self.timestamp)),
+            ScalarBuffer::from(take_rows(&mut self.timestamp, rows)),
             None,
         )));
         for lane in &mut self.lanes {
             columns.push(Arc::new(UInt64Array::new(
-                ScalarBuffer::from(std::mem::take(lane)),
+                ScalarBuffer::from(take_rows(lane, rows)),
                 None,
             )));
         }
@@ -350,7 +385,7 @@ impl FrameColumns {
         Ok(FrameBatch {
             file,
             batch,
-            offsets: std::mem::take(&mut self.offsets),
+            offsets: take_rows(&mut self.offsets, rows),
         })
     }
 
@@ -363,8 +398,8 @@ impl FrameColumns {
             if let Some(theirs) = theirs
                 && theirs.capacity() > mine.capacity()
             {
+                // Its values stay: the next morsel overwrites them (see `rows`).
                 *mine = theirs;
-                mine.clear();
             }
         }
         let FrameBatch { batch, offsets, .. } = batch;
@@ -392,16 +427,17 @@ impl FrameColumns {
     /// Makes room for `frames` more frames in every column at once, so that a morsel fills
     /// its columns without growing them step by step.
     pub fn reserve(&mut self, frames: usize) {
-        self.dc_net_id.reserve(frames);
-        self.client_id.reserve(frames);
-        self.round.reserve(frames);
-        self.notification.reserve(frames);
+        let rows = self.rows + frames;
+        reserve_rows(&mut self.dc_net_id, rows);
+        reserve_rows(&mut self.client_id, rows);
+        reserve_rows(&mut self.round, rows);
+        reserve_rows(&mut self.notification, rows);
         self.transmission.reserve(frames);
-        self.timestamp.reserve(frames);
+        reserve_rows(&mut self.timestamp, rows);
         for lane in &mut self.lanes {
-            lane.reserve(frames);
+            reserve_rows(lane, rows);
         }
-        self.offsets.reserve(frames);
+        reserve_rows(&mut self.offsets, rows);
     }
 }
 
