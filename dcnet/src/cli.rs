@@ -636,7 +636,8 @@ pub struct BenchAggregateArgs {
     pub dir: Option<PathBuf>,
     /// Write the log round by round with the nets' frames interleaved at random within each
     /// round, as a collector writing frames as they arrive from every net would (default: net
-    /// by net, each round's frames in client order, as `dcnet simulate` writes them).
+    /// by net, each round's frames in client order, as `dcnet simulate` writes them). The log
+    /// is reordered in memory once written: it needs about the log's size in RAM.
     #[arg(long)]
     pub interleave: bool,
 }
