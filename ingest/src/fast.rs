@@ -1712,16 +1712,18 @@ impl<'a> ColumnarAggregator<'a> {
             let chunk = &mut work[range];
             let mut settled: std::collections::VecDeque<Settled> = chunk
                 .par_iter_mut()
-                .filter(|item| matches!(item, Some(Err(_))))
-                .filter_map(Option::take)
-                .filter_map(|work| match work {
-                    Ok(_) => None,
-                    Err((key, net, info, state, ranges)) => Some(match state {
-                        State::Open(group) => self.settle(net, key as u32, info, &group),
-                        State::Dirty | State::Settled(_) => {
-                            self.redo(net, key as u32, info, &ranges, collect)
-                        }
-                    }),
+                .filter_map(|item| match item.take() {
+                    Some(Err(work)) => Some(work),
+                    stored => {
+                        *item = stored;
+                        None
+                    }
+                })
+                .map(|(key, net, info, state, ranges)| match state {
+                    State::Open(group) => self.settle(net, key as u32, info, &group),
+                    State::Dirty | State::Settled(_) => {
+                        self.redo(net, key as u32, info, &ranges, collect)
+                    }
                 })
                 .collect::<Vec<_>>()
                 .into();
