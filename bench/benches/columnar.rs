@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ingest::columnar::{DEFAULT_MORSEL_FRAMES, FrameColumns, read_morsel};
-use ingest::fast::{ColumnarAggregator, DEFAULT_REGROUP_BELOW, Inputs, Tally, column_sum};
+use ingest::fast::{ColumnarAggregator, DEFAULT_REGROUP_BELOW, Inputs, Regroup, Tally, column_sum};
 use ingest::log::LOG_HEADER_LEN;
 use ingest::{AggregateOptions, FrameScanner, LogHeader};
 
@@ -37,6 +37,7 @@ fn columnar_aggregate_regrouping(log: &bench::SimulatedLog, regroup_below: usize
     )
     .with_regroup_below(regroup_below);
     let mut tally = Tally::new(false);
+    let mut regroup = Regroup::new();
     let mut columns = FrameColumns::new(1, DEFAULT_MORSEL_FRAMES);
     let mut rejects = Vec::new();
     let step = DEFAULT_MORSEL_FRAMES * header.frame_len();
@@ -49,7 +50,7 @@ fn columnar_aggregate_regrouping(log: &bench::SimulatedLog, regroup_below: usize
         aggregator.add_scan_rejects(0, &rejects, &mut tally);
         // Batches are added in file order, so the round a batch began with is complete once
         // the batch is added (see `ColumnarAggregator::add_batch`).
-        if let Some(head) = aggregator.add_batch(&batch, &mut tally) {
+        if let Some(head) = aggregator.add_batch(&batch, &mut regroup, &mut tally) {
             aggregator.settle_head(head);
         }
         columns.recycle(batch);

@@ -252,6 +252,40 @@ impl FrameColumns {
         self.rows += 1;
     }
 
+    /// Appends rows `rows` of `batch`, in that order, to columns of the batch's lane count.
+    /// This is Arrow's `take` into buffers that are kept from batch to batch: the kernel
+    /// allocates every column afresh, and for the regrouped morsels of an interleaved log
+    /// (several megabytes each) those allocations were a tenth of the run in page faults.
+    pub fn gather(&mut self, batch: &FrameBatch, rows: &[u32]) {
+        fn gather_column<T: Copy + Default>(
+            column: &mut Vec<T>,
+            base: usize,
+            from: &[T],
+            rows: &[u32],
+        ) {
+            extend_to(column, base + rows.len());
+            for (value, &row) in column[base..base + rows.len()].iter_mut().zip(rows) {
+                *value = from[row as usize];
+            }
+        }
+        let base = self.rows;
+        gather_column(&mut self.dc_net_id, base, batch.dc_net_id(), rows);
+        gather_column(&mut self.client_id, base, batch.client_id(), rows);
+        gather_column(&mut self.round, base, batch.round(), rows);
+        gather_column(&mut self.notification, base, batch.notification(), rows);
+        let stamps: &[i64] = bytemuck::cast_slice(batch.timestamp_ms());
+        gather_column(&mut self.timestamp, base, stamps, rows);
+        for (lane, column) in self.lanes.iter_mut().enumerate() {
+            gather_column(column, base, batch.lane(lane), rows);
+        }
+        gather_column(&mut self.offsets, base, &batch.offsets, rows);
+        let bits = batch.transmission().values();
+        for &row in rows {
+            self.transmission.append(bits.value(row as usize));
+        }
+        self.rows += rows.len();
+    }
+
     /// Appends `frames`, well-formed frames of `frame_len` bytes back to back whose first one
     /// starts at byte `offset` of its log. The columns are grown first and then filled in
     /// passes over the frames (which stay in L1), so the loops do plain stores with no length
@@ -684,6 +718,48 @@ mod tests {
                 proptest::prop_assert_eq!(&got.batch, &want.batch);
                 proptest::prop_assert_eq!(&got.offsets, &want.offsets);
             }
+        }
+    }
+
+    #[test]
+    fn gathering_rows_equals_appending_those_frames_in_that_order() {
+        let frames: Vec<Frame> = (0..70u32)
+            .map(|k| {
+                frame(
+                    k * 3 + 1,
+                    1_700_000_000_000 + u64::from(k),
+                    vec![u64::from(k), !u64::from(k)],
+                )
+            })
+            .collect();
+        let offset = |k: usize| 64 + 48 * k as u64;
+        let mut source = FrameColumns::new(2, 0);
+        for (k, f) in frames.iter().enumerate() {
+            source.push(
+                &FrameView::parse(&f.to_bytes().unwrap(), 2).unwrap(),
+                offset(k),
+            );
+        }
+        let batch = source.finish(5).unwrap();
+        let mut gathered = FrameColumns::new(2, 0);
+        // Rows out of order, repeated, and more than one bitmap word of them; then fewer rows
+        // into the recycled buffers, whose stale values must not show.
+        for rows in [
+            vec![69u32, 0, 0, 64, 3, 63, 65, 2, 1, 68],
+            (0..70).rev().collect(),
+            vec![7],
+        ] {
+            let mut one_by_one = FrameColumns::new(2, 0);
+            for &row in &rows {
+                let bytes = frames[row as usize].to_bytes().unwrap();
+                one_by_one.push(&FrameView::parse(&bytes, 2).unwrap(), offset(row as usize));
+            }
+            let want = one_by_one.finish(5).unwrap();
+            gathered.gather(&batch, &rows);
+            let got = gathered.finish(5).unwrap();
+            assert_eq!(got.batch, want.batch);
+            assert_eq!(got.offsets, want.offsets);
+            gathered.recycle(got);
         }
     }
 

@@ -24,7 +24,7 @@ use engine::{KeyGraph, MAX_LANES};
 use rayon::prelude::*;
 
 use crate::aggregate::{AggregateOptions, AggregateReport, Nets, RoundResult, RoundStatus};
-use crate::columnar::{FrameBatch, ScanReject};
+use crate::columnar::{FrameBatch, FrameColumns, ScanReject};
 use crate::frame::{FRAME_HEADER_LEN, Notification, frame_len};
 use crate::reject::{FrameSource, RejectCounts, RejectReason};
 use crate::spill::{
@@ -711,7 +711,7 @@ impl FastRows<'_> {
 enum Order {
     /// As the frames lie in the log.
     AsRead,
-    /// By net, round, client and offset ([`sorted_by_group`]).
+    /// By net, round, client and offset ([`Regroup::sorted`]).
     Sorted,
 }
 
@@ -726,33 +726,55 @@ pub(crate) fn is_fragmented(frames: usize, runs: usize, regroup_below: usize) ->
     runs >= 2 && frames < regroup_below.saturating_mul(runs)
 }
 
-/// `batch` with its rows sorted by net, round, client and offset (Arrow's `take` kernel), or
-/// `None` should the kernel fail (the batch is then aggregated as read).
-fn sorted_by_group(batch: &FrameBatch) -> Option<FrameBatch> {
-    let (nets, rounds, clients) = (batch.dc_net_id(), batch.round(), batch.client_id());
-    // One u128 per row, (net, round, client, row) from the top bits down: sorting integers
-    // is faster than sorting tuples of them.
-    let mut keys: Vec<u128> = (0..batch.len())
-        .map(|row| {
+/// What one worker keeps from batch to batch to regroup fragmented batches
+/// ([`ColumnarAggregator::add_batch`]): the sort keys, the row order and the columns the
+/// sorted rows are gathered into. Allocating them afresh for every morsel of an interleaved
+/// log (several megabytes each) cost page faults and trimming on every morsel.
+#[derive(Debug, Default)]
+pub struct Regroup {
+    keys: Vec<u128>,
+    rows: Vec<u32>,
+    columns: Option<FrameColumns>,
+}
+
+impl Regroup {
+    /// Empty buffers; they grow to the largest batch regrouped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `batch` with its rows sorted by net, round, client and offset, or `None` should the
+    /// columns not make a batch (it is then aggregated as read). Give the batch back with
+    /// [`Self::recycle`] once it is aggregated.
+    fn sorted(&mut self, batch: &FrameBatch) -> Option<FrameBatch> {
+        let (nets, rounds, clients) = (batch.dc_net_id(), batch.round(), batch.client_id());
+        // One u128 per row, (net, round, client, row) from the top bits down: sorting integers
+        // is faster than sorting tuples of them.
+        self.keys.clear();
+        self.keys.extend((0..batch.len()).map(|row| {
             (u128::from(nets[row]) << 96)
                 | (u128::from(rounds[row]) << 64)
                 | (u128::from(clients[row]) << 32)
                 | row as u128
-        })
-        .collect();
-    keys.sort_unstable();
-    let rows: Vec<u32> = keys.iter().map(|&key| key as u32).collect();
-    let offsets = rows
-        .iter()
-        .map(|&row| batch.offsets[row as usize])
-        .collect();
-    let indices = arrow_array::UInt32Array::from(rows);
-    let sorted = arrow_select::take::take_record_batch(&batch.batch, &indices).ok()?;
-    Some(FrameBatch {
-        file: batch.file,
-        batch: sorted,
-        offsets,
-    })
+        }));
+        self.keys.sort_unstable();
+        self.rows.clear();
+        self.rows.extend(self.keys.iter().map(|&key| key as u32));
+        let lanes = batch.lanes();
+        let columns = match &mut self.columns {
+            Some(columns) if columns.lanes() == lanes => columns,
+            other => other.insert(FrameColumns::new(lanes, batch.len())),
+        };
+        columns.gather(batch, &self.rows);
+        columns.finish(batch.file).ok()
+    }
+
+    /// Takes back the buffers of a batch [`Self::sorted`] made.
+    fn recycle(&mut self, sorted: FrameBatch) {
+        if let Some(columns) = &mut self.columns {
+            columns.recycle(sorted);
+        }
+    }
 }
 
 /// Per-worker tallies: reject counts by reason and, when asked for, each rejected frame.
@@ -1218,7 +1240,12 @@ impl<'a> ColumnarAggregator<'a> {
     /// ([`Self::with_regroup_below`]): each (net, round) is then one run, locked once and
     /// looked up in roster order. Such a batch settles nothing early, since its order says
     /// nothing about which rounds are complete.
-    pub fn add_batch(&self, batch: &FrameBatch, tally: &mut Tally) -> Option<HeadRound> {
+    pub fn add_batch(
+        &self,
+        batch: &FrameBatch,
+        regroup: &mut Regroup,
+        tally: &mut Tally,
+    ) -> Option<HeadRound> {
         if batch.lanes() != self.lanes {
             for &offset in &batch.offsets {
                 tally.reject(Src::new(batch.file, offset), RejectReason::BadLanes);
@@ -1226,9 +1253,10 @@ impl<'a> ColumnarAggregator<'a> {
             return None;
         }
         if self.is_fragmented(batch)
-            && let Some(sorted) = sorted_by_group(batch)
+            && let Some(sorted) = regroup.sorted(batch)
         {
             self.add_runs(&sorted, Order::Sorted, tally);
+            regroup.recycle(sorted);
             return None;
         }
         self.add_runs(batch, Order::AsRead, tally)

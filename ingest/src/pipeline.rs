@@ -23,7 +23,9 @@ use crate::batch::{BatchError, BatchOutcome, OpenedInputs, open_inputs};
 use crate::columnar::{
     DEFAULT_MORSEL_FRAMES, FrameBatch, FrameColumns, ScanReject, read_morsel_ahead,
 };
-use crate::fast::{ColumnarAggregator, HeadRound, Inputs, MAX_FILE_BYTES, MAX_FILES, Tally, lock};
+use crate::fast::{
+    ColumnarAggregator, HeadRound, Inputs, MAX_FILE_BYTES, MAX_FILES, Regroup, Tally, lock,
+};
 use crate::frame::RawHeader;
 use crate::log::{LOG_HEADER_LEN, LogHeader};
 
@@ -136,6 +138,7 @@ impl Commit {
 
 struct Worker {
     columns: Vec<FrameColumns>,
+    regroup: Regroup,
     tally: Tally,
     rejects: Vec<ScanReject>,
 }
@@ -360,13 +363,18 @@ pub fn aggregate_files_columnar(
                 rayon_scope.spawn(move |_| {
                     let mut worker = Worker {
                         columns: Vec::new(),
+                        regroup: Regroup::new(),
                         tally: Tally::new(pipeline.collect_rejects),
                         rejects: Vec::new(),
                     };
                     let aggregate = |worker: &mut Worker, file: usize, morsel: Morsel| {
                         let index = file as u32;
                         aggregator.add_scan_rejects(index, &morsel.rejects, &mut worker.tally);
-                        let head = aggregator.add_batch(&morsel.batch, &mut worker.tally);
+                        let head = aggregator.add_batch(
+                            &morsel.batch,
+                            &mut worker.regroup,
+                            &mut worker.tally,
+                        );
                         // Rounds this morsel began with are settled once every morsel before
                         // it in the file has been aggregated, by whichever worker sees that.
                         let mut ready = {
