@@ -1238,8 +1238,9 @@ impl<'a> ColumnarAggregator<'a> {
     /// A batch whose frames of one (net, round) come in short runs (a collector that writes
     /// frames as they arrive interleaves the nets) is first sorted by net, round and client
     /// ([`Self::with_regroup_below`]): each (net, round) is then one run, locked once and
-    /// looked up in roster order. Such a batch settles nothing early, since its order says
-    /// nothing about which rounds are complete.
+    /// looked up in roster order. The sorted copy is made in `regroup`'s buffers, one
+    /// [`Regroup`] per worker, kept from batch to batch. Such a batch settles nothing early,
+    /// since its order says nothing about which rounds are complete.
     pub fn add_batch(
         &self,
         batch: &FrameBatch,
