@@ -183,6 +183,12 @@ fn extend_to<T: Copy + Default>(column: &mut Vec<T>, rows: usize) {
     }
 }
 
+/// Rows `base..base + count` of `column`, made to exist (new ones zero until overwritten).
+fn grow<T: Copy + Default>(column: &mut Vec<T>, base: usize, count: usize) -> &mut [T] {
+    extend_to(column, base + count);
+    &mut column[base..base + count]
+}
+
 /// `column`'s first `rows` values as a vector of that length (cutting off stale ones).
 fn take_rows<T>(column: &mut Vec<T>, rows: usize) -> Vec<T> {
     let mut taken = std::mem::take(column);
@@ -263,8 +269,7 @@ impl FrameColumns {
             from: &[T],
             rows: &[u32],
         ) {
-            extend_to(column, base + rows.len());
-            for (value, &row) in column[base..base + rows.len()].iter_mut().zip(rows) {
+            for (value, &row) in grow(column, base, rows.len()).iter_mut().zip(rows) {
                 *value = from[row as usize];
             }
         }
@@ -310,10 +315,6 @@ impl FrameColumns {
             let mut word = [0u8; 8];
             word.copy_from_slice(&frame[at..at + 8]);
             u64::from_le_bytes(word)
-        }
-        fn grow<T: Copy + Default>(column: &mut Vec<T>, base: usize, count: usize) -> &mut [T] {
-            extend_to(column, base + count);
-            &mut column[base..base + count]
         }
         let count = frames.len() / frame_len;
         let base = self.rows;
