@@ -34,6 +34,10 @@ pub const DEFAULT_MORSEL_FRAMES: usize = 4096;
 /// block (2.5 KiB of a one-lane log) stays in L1 while its columns are written.
 const BLOCK_FRAMES: usize = 64;
 
+/// How many frames ahead [`FrameColumns::gather_frames`] asks the CPU to load the frame it
+/// will decode: enough to cover a miss to memory at a few nanoseconds a frame.
+const GATHER_AHEAD: usize = 48;
+
 /// Column names of the fixed fields, in schema order.
 pub const FIXED_COLUMNS: [&str; 6] = [
     "dc_net_id",
@@ -289,6 +293,60 @@ impl FrameColumns {
             self.transmission.append(bits.value(row as usize));
         }
         self.rows += rows.len();
+    }
+
+    /// Appends the frames of `log` that start at byte offsets `offsets`, in that order. The
+    /// morsel reader has already accepted every one of them ([`crate::window::WindowFrames`]
+    /// holds only such offsets), so they are decoded here without being checked again. They
+    /// lie scattered over a stretch of the log far larger than the caches, so each frame is
+    /// asked for [`GATHER_AHEAD`] frames before it is read.
+    ///
+    /// # Panics
+    /// If a frame at one of `offsets` does not lie wholly within `log`.
+    pub(crate) fn gather_frames(&mut self, log: &[u8], frame_len: usize, offsets: &[u64]) {
+        let base = self.rows;
+        let count = offsets.len();
+        let nets = grow(&mut self.dc_net_id, base, count);
+        let clients = grow(&mut self.client_id, base, count);
+        let rounds = grow(&mut self.round, base, count);
+        let codes = grow(&mut self.notification, base, count);
+        let stamps = grow(&mut self.timestamp, base, count);
+        let places = grow(&mut self.offsets, base, count);
+        for lane in &mut self.lanes {
+            extend_to(lane, base + count);
+        }
+        let mut bits = 0u64;
+        for (k, &offset) in offsets.iter().enumerate() {
+            if let Some(&ahead) = offsets.get(k + GATHER_AHEAD) {
+                let ahead = ahead as usize;
+                crate::mmap::prefetch(&log[ahead..ahead + frame_len]);
+            }
+            let at = offset as usize;
+            let frame = &log[at..at + frame_len];
+            let header = RawHeader::of(frame);
+            nets[k] = header.dc_net_id();
+            clients[k] = header.client_id();
+            rounds[k] = header.round();
+            codes[k] = header.notification;
+            // Bit-for-bit reinterpretation: the column is read back as u64 by `timestamp_ms`.
+            stamps[k] = header.timestamp_ms() as i64;
+            places[k] = offset;
+            for (lane, word) in self
+                .lanes
+                .iter_mut()
+                .zip(frame[FRAME_HEADER_LEN..].chunks_exact(8))
+            {
+                lane[base + k] = u64::from_le_bytes(first_word(word));
+            }
+            // An accepted frame's flags byte is 0 or 1: its transmission bit.
+            bits |= u64::from(header.flags & 1) << (k % 64);
+            if k % 64 == 63 || k + 1 == count {
+                self.transmission
+                    .append_packed_range(0..k % 64 + 1, &bits.to_le_bytes());
+                bits = 0;
+            }
+        }
+        self.rows += count;
     }
 
     /// Appends `frames`, well-formed frames of `frame_len` bytes back to back whose first one
@@ -576,6 +634,46 @@ pub fn read_morsel_ahead(
     end: usize,
     read_ahead: usize,
     columns: &mut FrameColumns,
+    rejects: &mut Vec<ScanReject>,
+) -> usize {
+    read_into(bytes, header, start, end, read_ahead, columns, rejects)
+}
+
+/// Where the morsel reader puts the valid frames it finds: decoded columns
+/// ([`FrameColumns`]), or only their places and nets ([`crate::window::WindowFrames`]).
+pub(crate) trait FrameSink {
+    /// Makes room for `frames` more frames.
+    fn reserve(&mut self, frames: usize);
+    /// Appends well-formed frames of `frame_len` bytes back to back (at most 64), the first at
+    /// byte `offset` of the log; bit k of `transmission` is frame k's transmission bit.
+    fn push_block(&mut self, frames: &[u8], frame_len: usize, offset: u64, transmission: u64);
+    /// Appends one valid frame found at byte `offset`.
+    fn push(&mut self, frame: &FrameView<'_>, offset: u64);
+}
+
+impl FrameSink for FrameColumns {
+    fn reserve(&mut self, frames: usize) {
+        FrameColumns::reserve(self, frames);
+    }
+
+    fn push_block(&mut self, frames: &[u8], frame_len: usize, offset: u64, transmission: u64) {
+        FrameColumns::push_block(self, frames, frame_len, offset, transmission);
+    }
+
+    fn push(&mut self, frame: &FrameView<'_>, offset: u64) {
+        FrameColumns::push(self, frame, offset);
+    }
+}
+
+/// [`read_morsel_ahead`] into any [`FrameSink`]: the sink sees exactly the frames, offsets and
+/// order a scan of the whole log would accept.
+pub(crate) fn read_into<S: FrameSink>(
+    bytes: &[u8],
+    header: LogHeader,
+    start: usize,
+    end: usize,
+    read_ahead: usize,
+    columns: &mut S,
     rejects: &mut Vec<ScanReject>,
 ) -> usize {
     let frame_len = header.frame_len();

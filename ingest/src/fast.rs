@@ -163,6 +163,12 @@ impl RosterIndex {
         ((u64::from(client).wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> self.shift) as usize
     }
 
+    /// Asks the CPU to load the bucket `client` is looked up in first.
+    #[inline]
+    fn prefetch(&self, client: u32) {
+        crate::mmap::prefetch(bytemuck::cast_slice(&self.buckets[self.home(client)].keys));
+    }
+
     #[inline]
     fn get(&self, client: u32) -> Option<usize> {
         let slot = self.slot(client);
@@ -523,6 +529,10 @@ struct FastRows<'b> {
 /// Rows the ordered fast path checks and takes at once.
 const ORDERED: usize = 16;
 
+/// How many rows ahead of a lookup in the roster index the bucket of a later row's client is
+/// asked for, in a run whose clients come in no particular order.
+const INDEX_AHEAD: usize = 24;
+
 /// How far ahead of the expected slot [`NetInfo::slot_near`] searches the roster.
 const REACH: usize = 64;
 
@@ -539,13 +549,16 @@ impl FastRows<'_> {
     /// no lookup at all ([`Self::take_ordered`]); any other row is searched for near the
     /// expected slot ([`NetInfo::slot_near`]), and the prediction starts again from its slot.
     /// `next` is the slot the next row's client is expected at; it is left after the last
-    /// row taken.
+    /// row taken. `unordered` counts the stretches in a row that were mostly not where
+    /// predicted (see below); it is carried from call to call within a run, so that a run in
+    /// no particular order is not predicted afresh after every resend it holds.
     #[inline]
     fn take(
         &self,
         mut row: usize,
         end: usize,
         next: &mut usize,
+        unordered: &mut u32,
         present: &mut [u64],
         kept: &mut [Src],
     ) -> usize {
@@ -554,13 +567,13 @@ impl FastRows<'_> {
         // end, whichever way the loop stops.
         let mut hint = *next;
         let stop = 'rows: {
-            // Stretches in a row whose clients mostly were not where predicted: from two on, the
-            // log is taken to be in no particular order here, and rows go straight to the roster
-            // index, without the ordered check or the search ahead (about a tenth faster on such
-            // logs); a stretch that is mostly in order again switches back.
-            let mut unordered = 0u32;
+            // `unordered` counts stretches in a row whose clients mostly were not where
+            // predicted: from two on, the log is taken to be in no particular order here, and
+            // rows go straight to the roster index (its bucket asked for [`INDEX_AHEAD`] rows
+            // early), without the ordered check or the search ahead; a stretch that is mostly
+            // in order again switches back.
             while row < end {
-                if unordered < 2 && self.take_ordered(row, end, hint, present, kept) {
+                if *unordered < 2 && self.take_ordered(row, end, hint, present, kept) {
                     row += ORDERED;
                     hint += ORDERED;
                     continue;
@@ -579,9 +592,12 @@ impl FastRows<'_> {
                         break 'rows row;
                     }
                     let client = self.clients[row];
-                    let slot = if unordered < 2 || self.ascending {
+                    let slot = if *unordered < 2 || self.ascending {
                         self.info.slot_near(client, hint)
                     } else {
+                        if let Some(&ahead) = self.clients.get(row + INDEX_AHEAD) {
+                            self.info.index.prefetch(ahead);
+                        }
                         self.info.index.slot(client)
                     };
                     if slot == NOT_IN_ROSTER {
@@ -608,11 +624,11 @@ impl FastRows<'_> {
                 }
                 if row < stretch_end {
                     // Left early at a dropout: mostly ordered.
-                    unordered = 0;
+                    *unordered = 0;
                 } else if predicted < ORDERED / 2 {
-                    unordered += 1;
+                    *unordered = (*unordered + 1).min(2);
                 } else {
-                    unordered = 0;
+                    *unordered = 0;
                 }
             }
             end
@@ -713,6 +729,10 @@ enum Order {
     AsRead,
     /// By net, round, client and offset ([`Regroup::sorted`]).
     Sorted,
+    /// Gathered from a window of the log, a net's frames together and in log order
+    /// ([`crate::window`]): a run's clients in no particular order, and nothing about which
+    /// rounds are complete.
+    Partitioned,
 }
 
 /// Average run length of one (net, round) in a batch below which it is sorted before it is
@@ -1247,6 +1267,30 @@ impl<'a> ColumnarAggregator<'a> {
         regroup: &mut Regroup,
         tally: &mut Tally,
     ) -> Option<HeadRound> {
+        self.add_batch_in(batch, Order::AsRead, regroup, tally)
+    }
+
+    /// [`Self::add_batch`] for a batch of frames gathered from a window of a log in bucket
+    /// order ([`crate::window::WindowFrames::partition`]): any frames of the window, a net's
+    /// frames together. Such a batch settles nothing early.
+    pub fn add_partitioned_batch(
+        &self,
+        batch: &FrameBatch,
+        regroup: &mut Regroup,
+        tally: &mut Tally,
+    ) {
+        self.add_batch_in(batch, Order::Partitioned, regroup, tally);
+    }
+
+    /// A batch in `order`, sorted first if fragmented; frames of another lane count than the
+    /// inputs' are rejected.
+    fn add_batch_in(
+        &self,
+        batch: &FrameBatch,
+        order: Order,
+        regroup: &mut Regroup,
+        tally: &mut Tally,
+    ) -> Option<HeadRound> {
         if batch.lanes() != self.lanes {
             for &offset in &batch.offsets {
                 tally.reject(Src::new(batch.file, offset), RejectReason::BadLanes);
@@ -1260,7 +1304,7 @@ impl<'a> ColumnarAggregator<'a> {
             regroup.recycle(sorted);
             return None;
         }
-        self.add_runs(batch, Order::AsRead, tally)
+        self.add_runs(batch, order, tally)
     }
 
     /// Whether the runs of one (net, round) in `batch` are on average shorter than the
@@ -1427,7 +1471,7 @@ impl<'a> ColumnarAggregator<'a> {
             // range may hold other frames too. Rows as read are in file order.
             let (first, last) = match order {
                 Order::AsRead => (offsets[row], offsets[end - 1]),
-                Order::Sorted => offsets[row..end]
+                Order::Sorted | Order::Partitioned => offsets[row..end]
                     .iter()
                     .fold((u64::MAX, 0), |(lo, hi), &at| (lo.min(at), hi.max(at))),
             };
@@ -1476,8 +1520,16 @@ impl<'a> ColumnarAggregator<'a> {
             };
             let mut row = row + 1;
             let mut next = slot + 1;
+            let mut unordered = 0;
             while row < end {
-                let stop = fast.take(row, end, &mut next, &mut group.present, &mut group.kept);
+                let stop = fast.take(
+                    row,
+                    end,
+                    &mut next,
+                    &mut unordered,
+                    &mut group.present,
+                    &mut group.kept,
+                );
                 // Rows `row..stop` were all taken: their lanes are summed column by column
                 // with the vectorised kernel.
                 for (sum, column) in sums_of_run.iter_mut().zip(columns) {

@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod reject;
 pub mod spill;
 pub mod tables;
+pub mod window;
 
 pub use aggregate::{
     AggregateOptions, AggregateReport, Aggregator, Nets, RoundResult, RoundStatus,

@@ -28,6 +28,7 @@ use crate::fast::{
 };
 use crate::frame::RawHeader;
 use crate::log::{LOG_HEADER_LEN, LogHeader};
+use crate::window::{WindowFrames, read_window};
 
 /// How the work is spread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,11 @@ pub struct PipelineOptions {
     /// ([`crate::fast::DEFAULT_REGROUP_BELOW`]; 0 never, `usize::MAX` always). Only the speed
     /// depends on it.
     pub regroup_below: usize,
+    /// Morsels in a window of a log whose nets are interleaved (as `regroup_below` tells from
+    /// its first frames): such a log is checked a window at a time and its frames decoded net
+    /// by net ([`crate::window`]); 0 reads it morsel by morsel like any other log
+    /// ([`DEFAULT_WINDOW_MORSELS`]). Only the speed depends on it.
+    pub window_morsels: usize,
 }
 
 impl Default for PipelineOptions {
@@ -63,6 +69,7 @@ impl Default for PipelineOptions {
             rejects_in_memory: crate::spill::DEFAULT_REJECTS_IN_MEMORY,
             read_ahead: crate::columnar::READ_AHEAD,
             regroup_below: crate::fast::DEFAULT_REGROUP_BELOW,
+            window_morsels: DEFAULT_WINDOW_MORSELS,
         }
     }
 }
@@ -92,8 +99,26 @@ struct Morsel {
     start: usize,
     end: usize,
     stop: usize,
-    batch: FrameBatch,
+    body: Body,
     rejects: Vec<ScanReject>,
+}
+
+/// The accepted frames of a morsel.
+enum Body {
+    /// Decoded in log order.
+    Columns(FrameBatch),
+    /// A window of a log with interleaved nets: where its frames are, decoded net by net when
+    /// the window is aggregated.
+    Window(WindowFrames),
+}
+
+impl Morsel {
+    fn frames(&self) -> usize {
+        match &self.body {
+            Body::Columns(batch) => batch.len(),
+            Body::Window(frames) => frames.len(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -141,17 +166,26 @@ struct Worker {
     regroup: Regroup,
     tally: Tally,
     rejects: Vec<ScanReject>,
+    /// A window's buffers kept for the next window this worker reads.
+    window: Option<WindowFrames>,
+    /// A window's frame offsets in bucket order.
+    order: Vec<u64>,
 }
 
-impl Worker {
-    fn columns(&mut self, lanes: usize, capacity: usize) -> &mut FrameColumns {
-        if let Some(at) = self.columns.iter().position(|c| c.lanes() == lanes) {
-            return &mut self.columns[at];
-        }
-        self.columns.push(FrameColumns::new(lanes, capacity));
-        let last = self.columns.len() - 1;
-        &mut self.columns[last]
+/// The worker's columns for frames of `lanes` lanes.
+fn columns_of(columns: &mut Vec<FrameColumns>, lanes: usize, capacity: usize) -> &mut FrameColumns {
+    if let Some(at) = columns.iter().position(|c| c.lanes() == lanes) {
+        return &mut columns[at];
     }
+    columns.push(FrameColumns::new(lanes, capacity));
+    let last = columns.len() - 1;
+    &mut columns[last]
+}
+
+/// What a worker reads a morsel into.
+enum Destination<'w> {
+    Columns(&'w mut FrameColumns),
+    Window(WindowFrames),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -163,21 +197,40 @@ fn read(
     start: usize,
     end: usize,
     read_ahead: usize,
-    columns: &mut FrameColumns,
+    into: Destination<'_>,
     mut rejects: Vec<ScanReject>,
 ) -> Morsel {
     rejects.clear();
-    let stop = read_morsel_ahead(bytes, header, start, end, read_ahead, columns, &mut rejects);
-    // The file index was checked against MAX_FILES.
-    let batch = columns.finish(file as u32);
+    let (stop, body) = match into {
+        Destination::Columns(columns) => {
+            let stop =
+                read_morsel_ahead(bytes, header, start, end, read_ahead, columns, &mut rejects);
+            // The file index was checked against MAX_FILES.
+            let batch = columns.finish(file as u32);
+            // Building a batch from columns of the schema's own types cannot fail; should it
+            // ever, the frames are counted as unreadable rather than lost silently.
+            let batch = batch.unwrap_or_else(|_| empty_batch(file, columns));
+            (stop, Body::Columns(batch))
+        }
+        Destination::Window(mut frames) => {
+            let stop = read_window(
+                bytes,
+                header,
+                start,
+                end,
+                read_ahead,
+                &mut frames,
+                &mut rejects,
+            );
+            (stop, Body::Window(frames))
+        }
+    };
     Morsel {
         index,
         start,
         end,
         stop,
-        // Building a batch from columns of the schema's own types cannot fail; should it ever,
-        // the frames are counted as unreadable rather than lost silently.
-        batch: batch.unwrap_or_else(|_| empty_batch(file, columns)),
+        body,
         rejects,
     }
 }
@@ -189,33 +242,42 @@ fn empty_batch(file: usize, columns: &mut FrameColumns) -> FrameBatch {
         .unwrap_or_else(|_| unreachable!("an empty batch of the frame schema is valid"))
 }
 
-/// How many times longer the morsels of a log with interleaved nets are: sorted by (net,
-/// round), a morsel of such a log has few frames of each group, so every group costs its
-/// cache misses (group, roster, index) for a handful of frames. Sixteen times longer morsels
-/// (2.6 MB of one-lane frames at the default size: with their columns no longer in a core's
-/// L2, which matters less than the groups' misses) made a log of 1,000 interleaved nets
-/// aggregate 1.8× as fast (9.6–9.9 against 17.1–19.1 M frames/s, `dcnet aggregate` on the
-/// bench log with `--interleave`); 64 times longer gained another tenth for 40 MiB more
-/// memory, 256 times nothing more. Logs in client order keep the short morsels their cache
-/// wants.
-const REGROUP_MORSEL_FACTOR: usize = 16;
+/// Morsels in a window of a log whose nets are interleaved, unless configured otherwise (see
+/// [`crate::window`]): at the default morsel size a million frames, 40 MB of a one-lane log,
+/// whose offsets and buckets take 10 MB while the window waits to be aggregated. `dcnet
+/// aggregate` on the bench log of 1,000 interleaved nets (three alternating runs each): 64
+/// morsels 24.9, 128 28.3, 256 32.7, 512 33.9 M frames/s; 1,024 only 9.7, as windows of four
+/// rounds on both workers held more open groups than the default group memory, which then
+/// settled rounds still being filled, to be read again at the end.
+pub const DEFAULT_WINDOW_MORSELS: usize = 256;
 
-/// Frames of a log's beginning that [`morsel_frames_of`] looks at: enough to tell runs of
+/// Frames of a log's beginning that [`layout_of`] looks at: enough to tell runs of
 /// a (net, round) from interleaved nets, few enough that looking at a thousand logs not yet
 /// in the page cache reads little before the workers start.
 const PROBE_FRAMES: usize = 512;
 
-/// Frames per morsel for the log `bytes`: `morsel_frames`, or [`REGROUP_MORSEL_FACTOR`] times
-/// that when its first frames (as many as a morsel, at most [`PROBE_FRAMES`]), by their header
-/// fields, would be sorted before they are aggregated (see
-/// [`crate::fast::ColumnarAggregator::with_regroup_below`]). The frames are not validated
-/// here: damage only makes the guess worse, never a result different.
-fn morsel_frames_of(
+/// How a log is cut for the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    /// Frames per task.
+    frames: usize,
+    /// Whether a task is a window, partitioned by net before it is decoded ([`crate::window`]),
+    /// rather than a morsel decoded in log order.
+    windowed: bool,
+}
+
+/// How to cut the log `bytes`: in morsels of `morsel_frames`, or, when its first frames (as
+/// many as a morsel, at most [`PROBE_FRAMES`]) by their header fields would be sorted before
+/// they are aggregated (see [`crate::fast::ColumnarAggregator::with_regroup_below`]), in
+/// windows of `window_morsels` morsels. The frames are not validated here: damage only makes
+/// the guess worse, never a result different.
+fn layout_of(
     bytes: &[u8],
     header: LogHeader,
     morsel_frames: usize,
     regroup_below: usize,
-) -> usize {
+    window_morsels: usize,
+) -> Layout {
     let frame_len = header.frame_len();
     let body = bytes.get(LOG_HEADER_LEN..).unwrap_or_default();
     let sample = body
@@ -231,10 +293,45 @@ fn morsel_frames_of(
         runs += usize::from(previous != Some(key));
         previous = Some(key);
     }
-    if crate::fast::is_fragmented(frames, runs, regroup_below) {
-        morsel_frames.saturating_mul(REGROUP_MORSEL_FACTOR)
+    if window_morsels > 0 && crate::fast::is_fragmented(frames, runs, regroup_below) {
+        Layout {
+            frames: morsel_frames.saturating_mul(window_morsels),
+            windowed: true,
+        }
     } else {
-        morsel_frames
+        Layout {
+            frames: morsel_frames,
+            windowed: false,
+        }
+    }
+}
+
+/// Aggregates a window of file `file` ([`crate::window`]): its frames in bucket order, decoded
+/// a morsel at a time into the worker's columns.
+fn aggregate_window(
+    aggregator: &ColumnarAggregator<'_>,
+    worker: &mut Worker,
+    file: usize,
+    window: &WindowFrames,
+    log: (&[u8], LogHeader),
+    morsel_frames: usize,
+) {
+    let (bytes, header) = log;
+    window.partition(&mut worker.order);
+    let columns = columns_of(
+        &mut worker.columns,
+        usize::from(header.lanes),
+        morsel_frames,
+    );
+    for offsets in worker.order.chunks(morsel_frames) {
+        columns.gather_frames(bytes, header.frame_len(), offsets);
+        // The file index was checked against MAX_FILES. Building a batch from columns of the
+        // schema's own types cannot fail.
+        let Ok(batch) = columns.finish(file as u32) else {
+            continue;
+        };
+        aggregator.add_partitioned_batch(&batch, &mut worker.regroup, &mut worker.tally);
+        columns.recycle(batch);
     }
 }
 
@@ -295,13 +392,22 @@ pub fn aggregate_files_columnar(
             .with_rejects_in_memory(pipeline.rejects_in_memory)
     });
     let morsel_frames = pipeline.morsel_frames.max(1);
-    // Frames per morsel of each log: longer for logs whose nets are interleaved, see
-    // `morsel_frames_of`.
-    let file_morsel_frames: Vec<usize> = logs
+    // How each log is cut: windows for logs whose nets are interleaved, see `layout_of`.
+    let plain = Layout {
+        frames: morsel_frames,
+        windowed: false,
+    };
+    let layouts: Vec<Layout> = logs
         .iter()
         .map(|log| {
-            log.map_or(morsel_frames, |(bytes, header)| {
-                morsel_frames_of(bytes, header, morsel_frames, pipeline.regroup_below)
+            log.map_or(plain, |(bytes, header)| {
+                layout_of(
+                    bytes,
+                    header,
+                    morsel_frames,
+                    pipeline.regroup_below,
+                    pipeline.window_morsels,
+                )
             })
         })
         .collect();
@@ -324,10 +430,10 @@ pub fn aggregate_files_columnar(
     // scheduler and futexes with 1,024-frame morsels; 8% faster end to end at 4,096).
     let mut first_morsel = Vec::with_capacity(logs.len() + 1);
     let mut morsels = 0usize;
-    for (log, &frames) in logs.iter().zip(&file_morsel_frames) {
+    for (log, layout) in logs.iter().zip(&layouts) {
         first_morsel.push(morsels);
         if let Some((bytes, header)) = log {
-            let step = frames * header.frame_len();
+            let step = layout.frames * header.frame_len();
             morsels += bytes.len().saturating_sub(LOG_HEADER_LEN).div_ceil(step);
         }
     }
@@ -343,7 +449,7 @@ pub fn aggregate_files_columnar(
         let file = first_morsel.partition_point(|&first| first <= number) - 1;
         let morsel = number - first_morsel[file];
         let (bytes, header) = logs[file]?;
-        let step = file_morsel_frames[file] * header.frame_len();
+        let step = layouts[file].frames * header.frame_len();
         let start = LOG_HEADER_LEN + morsel * step;
         Some(Task {
             file,
@@ -354,7 +460,7 @@ pub fn aggregate_files_columnar(
     };
     {
         let logs = &logs;
-        let file_morsel_frames = &file_morsel_frames;
+        let layouts = &layouts;
         let next_task = &next_task;
         pool.scope(|rayon_scope| {
             for _ in 0..threads {
@@ -366,36 +472,65 @@ pub fn aggregate_files_columnar(
                         regroup: Regroup::new(),
                         tally: Tally::new(pipeline.collect_rejects),
                         rejects: Vec::new(),
+                        window: None,
+                        order: Vec::new(),
                     };
                     let aggregate = |worker: &mut Worker, file: usize, morsel: Morsel| {
                         let index = file as u32;
                         aggregator.add_scan_rejects(index, &morsel.rejects, &mut worker.tally);
-                        let head = aggregator.add_batch(
-                            &morsel.batch,
-                            &mut worker.regroup,
-                            &mut worker.tally,
-                        );
+                        let frames = morsel.frames();
+                        let Morsel {
+                            index: number,
+                            start,
+                            stop,
+                            body,
+                            rejects,
+                            ..
+                        } = morsel;
+                        let head = match body {
+                            Body::Columns(batch) => {
+                                let head = aggregator.add_batch(
+                                    &batch,
+                                    &mut worker.regroup,
+                                    &mut worker.tally,
+                                );
+                                columns_of(&mut worker.columns, batch.lanes(), morsel_frames)
+                                    .recycle(batch);
+                                head
+                            }
+                            Body::Window(window) => {
+                                if let Some(log) = logs[file] {
+                                    aggregate_window(
+                                        aggregator,
+                                        worker,
+                                        file,
+                                        &window,
+                                        log,
+                                        morsel_frames,
+                                    );
+                                }
+                                worker.window = Some(window);
+                                None
+                            }
+                        };
                         // Rounds this morsel began with are settled once every morsel before
                         // it in the file has been aggregated, by whichever worker sees that.
                         let mut ready = {
                             let mut commit = lock(&commits[file]);
-                            commit.aggregated(morsel.index, head);
+                            commit.aggregated(number, head);
                             commit.settleable_head()
                         };
                         while let Some(head) = ready {
                             aggregator.settle_head(head);
                             ready = lock(&commits[file]).settleable_head();
                         }
-                        let n = (morsel.batch.len() + morsel.rejects.len()) as u64;
+                        let n = (frames + rejects.len()) as u64;
                         records[file].fetch_add(n, Ordering::Relaxed);
                         progress.records_done.fetch_add(n, Ordering::Relaxed);
                         progress
                             .bytes_done
-                            .fetch_add((morsel.stop - morsel.start) as u64, Ordering::Relaxed);
-                        worker
-                            .columns(morsel.batch.lanes(), file_morsel_frames[file])
-                            .recycle(morsel.batch);
-                        worker.rejects = morsel.rejects;
+                            .fetch_add((stop - start) as u64, Ordering::Relaxed);
+                        worker.rejects = rejects;
                         aggregator.evict_if_needed();
                         aggregator.spill_rejects_if_needed(&mut worker.tally);
                     };
@@ -418,7 +553,15 @@ pub fn aggregate_files_columnar(
                         };
                         let lanes = usize::from(header.lanes);
                         let rejects = std::mem::take(&mut worker.rejects);
-                        let columns = worker.columns(lanes, file_morsel_frames[task.file]);
+                        let into = if layouts[task.file].windowed {
+                            Destination::Window(worker.window.take().unwrap_or_default())
+                        } else {
+                            Destination::Columns(columns_of(
+                                &mut worker.columns,
+                                lanes,
+                                morsel_frames,
+                            ))
+                        };
                         let morsel = read(
                             bytes,
                             header,
@@ -427,7 +570,7 @@ pub fn aggregate_files_columnar(
                             task.start,
                             task.end,
                             pipeline.read_ahead,
-                            columns,
+                            into,
                             rejects,
                         );
                         let mut own = None;
@@ -440,6 +583,10 @@ pub fn aggregate_files_columnar(
                                     // The previous morsel ran past this one's cut: read again
                                     // from where it really stopped.
                                     let mut fresh = FrameColumns::new(lanes, 0);
+                                    let into = match next.body {
+                                        Body::Columns(_) => Destination::Columns(&mut fresh),
+                                        Body::Window(window) => Destination::Window(window),
+                                    };
                                     next = read(
                                         bytes,
                                         header,
@@ -448,7 +595,7 @@ pub fn aggregate_files_columnar(
                                         commit.last_stop.max(next.start),
                                         next.end,
                                         pipeline.read_ahead,
-                                        &mut fresh,
+                                        into,
                                         next.rejects,
                                     );
                                 }
@@ -527,20 +674,33 @@ mod tests {
     }
 
     #[test]
-    fn only_logs_with_interleaved_nets_get_longer_morsels() {
+    fn only_logs_with_interleaved_nets_are_read_in_windows() {
         let regroup = crate::fast::DEFAULT_REGROUP_BELOW;
-        for (interleaved, want) in [(false, 4096), (true, 4096 * REGROUP_MORSEL_FACTOR)] {
+        let morsels = |frames| Layout {
+            frames,
+            windowed: false,
+        };
+        for interleaved in [false, true] {
             let bytes = log(20, 500, 2, interleaved);
             let header = LogHeader::parse(&bytes).unwrap();
-            assert_eq!(morsel_frames_of(&bytes, header, 4096, regroup), want);
-            // Regrouping switched off: the morsels are never longer.
-            assert_eq!(morsel_frames_of(&bytes, header, 4096, 0), 4096);
+            let want = if interleaved {
+                Layout {
+                    frames: 4096 * 3,
+                    windowed: true,
+                }
+            } else {
+                morsels(4096)
+            };
+            assert_eq!(layout_of(&bytes, header, 4096, regroup, 3), want);
+            // Regrouping or windows switched off: plain morsels.
+            assert_eq!(layout_of(&bytes, header, 4096, 0, 3), morsels(4096));
+            assert_eq!(layout_of(&bytes, header, 4096, regroup, 0), morsels(4096));
         }
         // A morsel shorter than the threshold that holds one run is not fragmented for that.
         let bytes = log(1, 8, 1, false);
         let header = LogHeader::parse(&bytes).unwrap();
-        assert_eq!(morsel_frames_of(&bytes, header, 5, regroup), 5);
+        assert_eq!(layout_of(&bytes, header, 5, regroup, 3), morsels(5));
         // A log of its header alone.
-        assert_eq!(morsel_frames_of(&bytes[..64], header, 5, regroup), 5);
+        assert_eq!(layout_of(&bytes[..64], header, 5, regroup, 3), morsels(5));
     }
 }

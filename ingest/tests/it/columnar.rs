@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use engine::KeyGraph;
 use ingest::batch::{BatchOutcome, aggregate_files};
 use ingest::fast::DEFAULT_REGROUP_BELOW;
-use ingest::pipeline::{PipelineOptions, Progress, aggregate_files_columnar};
+use ingest::pipeline::{
+    DEFAULT_WINDOW_MORSELS, PipelineOptions, Progress, aggregate_files_columnar,
+};
 use ingest::{AggregateOptions, Frame, LogWriter, Nets, Notification, RejectReason};
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
@@ -36,6 +38,9 @@ enum Layout {
     /// resends, with a few frames out of place. Rosters are larger than the chunk the ordered
     /// fast path takes at once.
     Ordered,
+    /// [`Layout::Ordered`] with the nets taking turns frame by frame, as a collector that
+    /// writes frames as they arrive would: read in windows partitioned by net.
+    Interleaved,
 }
 
 /// A random population and its frames: transmits of present clients, resends of their
@@ -48,7 +53,7 @@ fn population(seed: u64, lanes: usize, layout: Layout) -> (Nets, Vec<Frame>) {
     for net in 1..=rng.gen_range(1..=3u32) {
         let n = match layout {
             Layout::Shuffled => rng.gen_range(5..=14usize),
-            Layout::Ordered => rng.gen_range(17..=90usize),
+            Layout::Ordered | Layout::Interleaved => rng.gen_range(17..=90usize),
         };
         let clients: Vec<u32> = (0..n as u32).map(|i| 10 * i + net).collect();
         let graph = KeyGraph::random(net, &clients, 3, &mut rng).unwrap();
@@ -90,11 +95,17 @@ fn population(seed: u64, lanes: usize, layout: Layout) -> (Nets, Vec<Frame>) {
         }
         nets.insert(net, graph);
     }
-    if layout == Layout::Ordered {
-        frames.sort_by_key(|f| {
+    match layout {
+        Layout::Shuffled => {}
+        Layout::Ordered => frames.sort_by_key(|f| {
             let resend = f.notification == Notification::Resend;
             (f.dc_net_id, f.round, resend, f.client_id)
-        });
+        }),
+        // A client's roster index is its id / 10 (see above).
+        Layout::Interleaved => frames.sort_by_key(|f| {
+            let resend = f.notification == Notification::Resend;
+            (f.round, resend, f.client_id / 10, f.dc_net_id)
+        }),
     }
     // Duplicates: exact copies, and copies with another timestamp or other data; in an
     // ordered log, right after the original or a little later.
@@ -111,13 +122,13 @@ fn population(seed: u64, lanes: usize, layout: Layout) -> (Nets, Vec<Frame>) {
         }
         match layout {
             Layout::Shuffled => frames.push(copy),
-            Layout::Ordered => {
+            Layout::Ordered | Layout::Interleaved => {
                 let after = (at + rng.gen_range(1..40)).min(frames.len());
                 frames.insert(after, copy);
             }
         }
     }
-    if layout == Layout::Ordered {
+    if layout != Layout::Shuffled {
         // A few frames out of place.
         for _ in 0..rng.gen_range(0..4) {
             if frames.len() >= 2 {
@@ -146,7 +157,7 @@ fn population(seed: u64, lanes: usize, layout: Layout) -> (Nets, Vec<Frame>) {
         }
         match layout {
             Layout::Shuffled => frames.push(odd),
-            Layout::Ordered => {
+            Layout::Ordered | Layout::Interleaved => {
                 let at = rng.gen_range(0..=frames.len());
                 frames.insert(at, odd);
             }
@@ -224,7 +235,7 @@ fn case_of(seed: u64, lanes: usize, files: usize, damaged: bool, layout: Layout)
             }
         }
         // Consecutive stretches, so that each file stays in order.
-        Layout::Ordered => {
+        Layout::Ordered | Layout::Interleaved => {
             let per_file = frames.len().div_ceil(files).max(1);
             for (i, frame) in frames.into_iter().enumerate() {
                 parts[i / per_file].push(frame);
@@ -251,15 +262,28 @@ fn case_of(seed: u64, lanes: usize, files: usize, damaged: bool, layout: Layout)
     }
 }
 
-fn columnar(
-    case: &Case,
-    paths: &[PathBuf],
-    options: AggregateOptions,
+/// How the columnar engine spreads and shapes the work (rejects always listed).
+struct Shape {
     threads: usize,
     morsel_frames: usize,
     group_budget: u64,
     regroup_below: usize,
+    window_morsels: usize,
+}
+
+fn columnar(
+    case: &Case,
+    paths: &[PathBuf],
+    options: AggregateOptions,
+    shape: Shape,
 ) -> BatchOutcome {
+    let Shape {
+        threads,
+        morsel_frames,
+        group_budget,
+        regroup_below,
+        window_morsels,
+    } = shape;
     aggregate_files_columnar(
         paths,
         &case.nets,
@@ -270,6 +294,7 @@ fn columnar(
             collect_rejects: true,
             group_budget,
             regroup_below,
+            window_morsels,
             ..PipelineOptions::default()
         },
         &Progress::default(),
@@ -298,18 +323,18 @@ fn equals_reference(
     morsel_frames: usize,
     group_budget: u64,
     regroup_below: usize,
+    window_morsels: usize,
 ) {
     let options = options(deadline);
     let reference = aggregate_files(&case.paths, &case.nets, options).unwrap();
-    let got = columnar(
-        case,
-        &case.paths,
-        options,
+    let shape = Shape {
         threads,
         morsel_frames,
         group_budget,
         regroup_below,
-    );
+        window_morsels,
+    };
+    let got = columnar(case, &case.paths, options, shape);
     assert_same(&reference, &got);
 }
 
@@ -330,9 +355,11 @@ proptest! {
         // Morsels aggregated as read, sorted by (net, round, client) first, or as the
         // engine decides from their run lengths.
         regroup_below in prop_oneof![Just(0usize), Just(usize::MAX), Just(DEFAULT_REGROUP_BELOW), 1usize..4],
+        // Logs the engine takes for interleaved read in plain morsels, or in windows.
+        window_morsels in prop_oneof![Just(0usize), Just(DEFAULT_WINDOW_MORSELS), 1usize..=3],
     ) {
         let case = case(seed, lanes, files, true);
-        equals_reference(&case, deadline, threads, morsel_frames, group_budget, regroup_below);
+        equals_reference(&case, deadline, threads, morsel_frames, group_budget, regroup_below, window_morsels);
     }
 
     /// Logs in client order take the ordered fast path; duplicates, frames out of place,
@@ -350,7 +377,27 @@ proptest! {
         regroup_below in prop_oneof![Just(DEFAULT_REGROUP_BELOW), Just(usize::MAX)],
     ) {
         let case = case_of(seed, lanes, files, damaged, Layout::Ordered);
-        equals_reference(&case, deadline, threads, morsel_frames, group_budget, regroup_below);
+        equals_reference(&case, deadline, threads, morsel_frames, group_budget, regroup_below, DEFAULT_WINDOW_MORSELS);
+    }
+
+    /// Logs of interleaved nets are read in windows and decoded net by net; with regrouping
+    /// off or below the runs a window's nets make, a net's frames are aggregated in log order
+    /// (the ordered fast path across the other nets' frames), else sorted first.
+    #[test]
+    fn columnar_equals_straightforward_on_interleaved_logs(
+        seed: u64,
+        lanes in 1usize..=2,
+        files in 1usize..=2,
+        threads in 1usize..=2,
+        morsel_frames in prop_oneof![Just(4096usize), 7usize..=64],
+        deadline: bool,
+        damaged: bool,
+        group_budget in prop_oneof![Just(u64::MAX), Just(0u64)],
+        regroup_below in prop_oneof![Just(DEFAULT_REGROUP_BELOW), Just(usize::MAX), 2usize..=4],
+        window_morsels in prop_oneof![Just(0usize), Just(DEFAULT_WINDOW_MORSELS), 1usize..=3],
+    ) {
+        let case = case_of(seed, lanes, files, damaged, Layout::Interleaved);
+        equals_reference(&case, deadline, threads, morsel_frames, group_budget, regroup_below, window_morsels);
     }
 
     #[test]
@@ -361,10 +408,24 @@ proptest! {
     ) {
         let case = case(seed, 1, files, false);
         let options = options(deadline);
-        let one = columnar(&case, &case.paths, options, 1, 4096, u64::MAX, 0);
+        let single = Shape {
+            threads: 1,
+            morsel_frames: 4096,
+            group_budget: u64::MAX,
+            regroup_below: 0,
+            window_morsels: 0,
+        };
+        let one = columnar(&case, &case.paths, options, single);
         let mut reversed = case.paths.clone();
         reversed.reverse();
-        let other = columnar(&case, &reversed, options, 3, 2, 0, usize::MAX);
+        let spread = Shape {
+            threads: 3,
+            morsel_frames: 2,
+            group_budget: 0,
+            regroup_below: usize::MAX,
+            window_morsels: 2,
+        };
+        let other = columnar(&case, &reversed, options, spread);
         prop_assert_eq!(&one.report.rounds, &other.report.rounds);
         prop_assert_eq!(&one.report.counts, &other.report.counts);
         prop_assert_eq!(one.report.frames_kept, other.report.frames_kept);
@@ -784,6 +845,9 @@ fn the_same_log_twice_lists_every_copy_once_in_round_order() {
                 morsel_frames: 64,
                 collect_rejects: true,
                 group_budget: 1,
+                // Runs of six frames would make the log one window: plain morsels keep it
+                // settling and re-reading rounds morsel by morsel.
+                window_morsels: 0,
                 ..PipelineOptions::default()
             },
             &Progress::default(),
