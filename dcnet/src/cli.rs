@@ -637,7 +637,9 @@ pub struct BenchAggregateArgs {
     /// Write the log round by round with the nets' frames interleaved at random within each
     /// round, as a collector writing frames as they arrive from every net would (default: net
     /// by net, each round's frames in client order, as `dcnet simulate` writes them). The log
-    /// is reordered in memory once written: it needs about the log's size in RAM.
+    /// is reordered in memory once written: it needs about the log's size in RAM. Each run
+    /// then also aggregates the log morsel by morsel, the baseline of the windows partitioned
+    /// by net that such logs are read in.
     #[arg(long)]
     pub interleave: bool,
 }

@@ -9,6 +9,10 @@
 //! is known to have stopped exactly where this one started; otherwise it is read again from the
 //! true position. This check happens under a per-file lock and costs a comparison for an
 //! undamaged log; workers never wait for each other.
+//!
+//! A log whose nets are interleaved is cut into windows of many morsels instead, each checked
+//! by one worker and decoded net by net when it is aggregated ([`crate::window`]); the commit
+//! step treats a window as a morsel.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -10,7 +10,9 @@
 //! floor, a pass that makes every per-frame check DESIGN §5 needs no state for (header fields
 //! and CRC) and sums lane 0, which says what validation alone costs; and the aggregate without
 //! read-ahead hints ([`ingest::pipeline::PipelineOptions::read_ahead`] 0), the baseline for
-//! the one `unsafe` block whose reason is speed ([`ingest::mmap::prefetch`]).
+//! the one `unsafe` block whose reason is speed ([`ingest::mmap::prefetch`]). With
+//! `--interleave`, a third aggregate reads the log morsel by morsel instead of in windows
+//! partitioned by net ([`ingest::pipeline::PipelineOptions::window_morsels`] 0).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -295,9 +297,13 @@ pub fn run(config: BenchAggregateConfig) -> Result<()> {
         ingest::frame::frame_len(usize::from(sim.lanes)),
         rows.len()
     );
+    // A log of interleaved nets is also aggregated morsel by morsel, without windows: the
+    // baseline of the windows partitioned by net (`ingest::window`).
+    let windows = config.interleave;
     println!(
         "run  floor frames/s  floor GB/s  checked frames/s  aggregate frames/s  aggregate GB/s  \
-         no read-ahead frames/s  aggregate/floor"
+         no read-ahead frames/s  aggregate/floor{}",
+        if windows { "  no windows frames/s" } else { "" }
     );
     let timed_aggregate = |pipeline: PipelineOptions| -> Result<Duration> {
         let started = Instant::now();
@@ -316,8 +322,12 @@ pub fn run(config: BenchAggregateConfig) -> Result<()> {
         read_ahead: 0,
         ..pipeline
     };
-    let (mut ratios, mut checked_ratios, mut read_ahead_gains) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let no_windows = PipelineOptions {
+        window_morsels: 0,
+        ..pipeline
+    };
+    let (mut ratios, mut checked_ratios, mut read_ahead_gains, mut window_gains) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=config.repeat {
         let (_, floor_time) = floor(&path, &pool)?;
         let (_, bad, checked_time) = checked_floor(&path, &pool, pipeline.read_ahead)?;
@@ -333,14 +343,26 @@ pub fn run(config: BenchAggregateConfig) -> Result<()> {
             let p = timed_aggregate(no_read_ahead)?;
             (timed_aggregate(pipeline)?, p)
         };
+        let unwindowed_time = if windows {
+            Some(timed_aggregate(no_windows)?)
+        } else {
+            None
+        };
         let rate = |t: Duration| frames as f64 / t.as_secs_f64();
         let gbps = |t: Duration| bytes as f64 / t.as_secs_f64() / 1e9;
         let ratio = floor_time.as_secs_f64() / aggregate_time.as_secs_f64();
         ratios.push(ratio);
         checked_ratios.push(floor_time.as_secs_f64() / checked_time.as_secs_f64());
         read_ahead_gains.push(plain_time.as_secs_f64() / aggregate_time.as_secs_f64());
+        let unwindowed = match unwindowed_time {
+            Some(t) => {
+                window_gains.push(t.as_secs_f64() / aggregate_time.as_secs_f64());
+                format!("  {:>18.1}M", rate(t) / 1e6)
+            }
+            None => String::new(),
+        };
         println!(
-            "{run:>3}  {:>14.1}M  {:>10.2}  {:>16.1}M  {:>18.1}M  {:>14.2}  {:>22.1}M  {:>15.0}%",
+            "{run:>3}  {:>14.1}M  {:>10.2}  {:>16.1}M  {:>18.1}M  {:>14.2}  {:>22.1}M  {:>15.0}%{unwindowed}",
             rate(floor_time) / 1e6,
             gbps(floor_time),
             rate(checked_time) / 1e6,
@@ -364,6 +386,12 @@ pub fn run(config: BenchAggregateConfig) -> Result<()> {
         median(&mut checked_ratios) * 100.0,
         median(&mut read_ahead_gains)
     );
+    if windows {
+        println!(
+            "windows partitioned by net: median speed-up {:.2}x over morsel by morsel",
+            median(&mut window_gains)
+        );
+    }
     if config.dir.is_some() {
         // Keep the log for scripts/compare_duckdb.py; write the graph beside it.
         let graph = dir.join("graph.csv");
