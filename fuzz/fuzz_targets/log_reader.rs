@@ -1,12 +1,15 @@
 //! The round-log reader on arbitrary bytes: it must never panic, must account for every byte
 //! after the header, and reading the log in morsels (as the parallel pipeline does, each morsel
 //! started where the previous one stopped) must give exactly the frames and rejects of one
-//! sequential scan. The first input byte picks the morsel size.
+//! sequential scan; so must reading it in windows (as the pipeline reads logs of interleaved
+//! nets), whose partition holds exactly the accepted frames. The first input byte picks the
+//! morsel size.
 #![no_main]
 
 use ingest::FrameScanner;
 use ingest::columnar::{FrameColumns, read_morsel};
 use ingest::log::LOG_HEADER_LEN;
+use ingest::window::{WindowFrames, read_window};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -47,4 +50,22 @@ fuzz_target!(|data: &[u8]| {
     let scanned: Vec<u64> = frames.iter().map(|(offset, _)| *offset).collect();
     assert_eq!(offsets, scanned);
     assert_eq!(morsel_rejects, rejects);
+
+    let mut window = WindowFrames::new();
+    let mut window_rejects = Vec::new();
+    let mut order = Vec::new();
+    let mut kept = Vec::new();
+    let mut pos = LOG_HEADER_LEN;
+    while pos < log.len() {
+        let end = (pos + step).min(log.len());
+        let stop = read_window(log, header, pos, end, 0, &mut window, &mut window_rejects);
+        assert!(stop >= end || stop == log.len());
+        window.partition(&mut order);
+        assert_eq!(order.len(), window.len());
+        order.sort_unstable();
+        kept.extend_from_slice(&order);
+        pos = stop;
+    }
+    assert_eq!(kept, scanned);
+    assert_eq!(window_rejects, rejects);
 });
