@@ -295,6 +295,23 @@ impl FrameColumns {
         self.rows += rows.len();
     }
 
+    /// The next `count` rows of every fixed column, made to exist (new ones zero until
+    /// overwritten), the lane columns and the transmission bits, for a caller that fills them
+    /// in place.
+    fn new_rows(&mut self, count: usize) -> NewRows<'_> {
+        let base = self.rows;
+        NewRows {
+            nets: grow(&mut self.dc_net_id, base, count),
+            clients: grow(&mut self.client_id, base, count),
+            rounds: grow(&mut self.round, base, count),
+            codes: grow(&mut self.notification, base, count),
+            stamps: grow(&mut self.timestamp, base, count),
+            offsets: grow(&mut self.offsets, base, count),
+            lanes: &mut self.lanes,
+            transmission: &mut self.transmission,
+        }
+    }
+
     /// Appends the frames of `log` that start at byte offsets `offsets`, in that order. The
     /// morsel reader has already accepted every one of them ([`crate::window::WindowFrames`]
     /// holds only such offsets), so they are decoded here without being checked again. They
@@ -306,13 +323,8 @@ impl FrameColumns {
     pub(crate) fn gather_frames(&mut self, log: &[u8], frame_len: usize, offsets: &[u64]) {
         let base = self.rows;
         let count = offsets.len();
-        let nets = grow(&mut self.dc_net_id, base, count);
-        let clients = grow(&mut self.client_id, base, count);
-        let rounds = grow(&mut self.round, base, count);
-        let codes = grow(&mut self.notification, base, count);
-        let stamps = grow(&mut self.timestamp, base, count);
-        let places = grow(&mut self.offsets, base, count);
-        for lane in &mut self.lanes {
+        let new = self.new_rows(count);
+        for lane in new.lanes.iter_mut() {
             extend_to(lane, base + count);
         }
         let mut bits = 0u64;
@@ -324,14 +336,14 @@ impl FrameColumns {
             let at = offset as usize;
             let frame = &log[at..at + frame_len];
             let header = RawHeader::of(frame);
-            nets[k] = header.dc_net_id();
-            clients[k] = header.client_id();
-            rounds[k] = header.round();
-            codes[k] = header.notification;
+            new.nets[k] = header.dc_net_id();
+            new.clients[k] = header.client_id();
+            new.rounds[k] = header.round();
+            new.codes[k] = header.notification;
             // Bit-for-bit reinterpretation: the column is read back as u64 by `timestamp_ms`.
-            stamps[k] = header.timestamp_ms() as i64;
-            places[k] = offset;
-            for (lane, word) in self
+            new.stamps[k] = header.timestamp_ms() as i64;
+            new.offsets[k] = offset;
+            for (lane, word) in new
                 .lanes
                 .iter_mut()
                 .zip(frame[FRAME_HEADER_LEN..].chunks_exact(8))
@@ -341,7 +353,7 @@ impl FrameColumns {
             // An accepted frame's flags byte is 0 or 1: its transmission bit.
             bits |= u64::from(header.flags & 1) << (k % 64);
             if k % 64 == 63 || k + 1 == count {
-                self.transmission
+                new.transmission
                     .append_packed_range(0..k % 64 + 1, &bits.to_le_bytes());
                 bits = 0;
             }
@@ -376,13 +388,17 @@ impl FrameColumns {
         }
         let count = frames.len() / frame_len;
         let base = self.rows;
-        let nets = grow(&mut self.dc_net_id, base, count);
-        let clients = grow(&mut self.client_id, base, count);
-        let rounds = grow(&mut self.round, base, count);
-        let codes = grow(&mut self.notification, base, count);
-        let stamps = grow(&mut self.timestamp, base, count);
-        let offsets = grow(&mut self.offsets, base, count);
-        let mut lanes = self.lanes.iter_mut();
+        let NewRows {
+            nets,
+            clients,
+            rounds,
+            codes,
+            stamps,
+            offsets,
+            lanes,
+            transmission: bits,
+        } = self.new_rows(count);
+        let mut lanes = lanes.iter_mut();
         let first_lane = lanes.next().map(|column| grow(column, base, count));
         let step = frame_len as u64;
         let rows = frames.chunks_exact(frame_len);
@@ -435,8 +451,7 @@ impl FrameColumns {
             }
         }
         debug_assert!(count <= 64, "a block holds at most 64 frames");
-        self.transmission
-            .append_packed_range(0..count, &transmission.to_le_bytes());
+        bits.append_packed_range(0..count, &transmission.to_le_bytes());
         self.rows += count;
     }
 
@@ -532,6 +547,18 @@ impl FrameColumns {
         }
         reserve_rows(&mut self.offsets, rows);
     }
+}
+
+/// Rows about to be filled, one slice per fixed column ([`FrameColumns::new_rows`]).
+struct NewRows<'c> {
+    nets: &'c mut [u32],
+    clients: &'c mut [u32],
+    rounds: &'c mut [u32],
+    codes: &'c mut [u8],
+    stamps: &'c mut [i64],
+    offsets: &'c mut [u64],
+    lanes: &'c mut [Vec<u64>],
+    transmission: &'c mut BooleanBufferBuilder,
 }
 
 /// Fixed fields of several frames at once: a frame's ids (bytes 8..24: dc_net_id, client_id,
