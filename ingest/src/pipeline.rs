@@ -8,7 +8,13 @@
 //! byte by byte), so a morsel is only aggregated once the morsel before it, in the same file,
 //! is known to have stopped exactly where this one started; otherwise it is read again from the
 //! true position. This check happens under a per-file lock and costs a comparison for an
-//! undamaged log; workers never wait for each other.
+//! undamaged log.
+//!
+//! Morsels read ahead of their file's commit point wait, decoded, until the morsels before them
+//! are in. A worker that is not scheduled for a while (a loaded machine, more threads than
+//! cores) would let the others read on without bound, so the tasks claimed and not yet
+//! aggregated are capped ([`in_flight_limit`]): a worker that meets the cap aggregates what is
+//! ready or waits. That is the only place workers wait for each other.
 //!
 //! A log whose nets are interleaved is cut into windows of many morsels instead, each checked
 //! by one worker and decoded net by net when it is aggregated ([`crate::window`]); the commit
@@ -17,10 +23,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use crossbeam::queue::SegQueue;
 use crossbeam::utils::CachePadded;
-use std::sync::{Mutex, PoisonError};
 
 use crate::aggregate::{AggregateOptions, Nets};
 use crate::batch::{BatchError, BatchOutcome, OpenedInputs, open_inputs};
@@ -61,6 +68,10 @@ pub struct PipelineOptions {
     /// by net ([`crate::window`]); 0 reads it morsel by morsel like any other log
     /// ([`DEFAULT_WINDOW_MORSELS`]). Only the speed depends on it.
     pub window_morsels: usize,
+    /// Bytes the windows may take together, whatever the thread count
+    /// ([`DEFAULT_WINDOW_BUDGET`]): windows are made shorter than `window_morsels` when all
+    /// that may be in flight at once would not fit. Only the speed depends on it.
+    pub window_budget: u64,
 }
 
 impl Default for PipelineOptions {
@@ -74,6 +85,7 @@ impl Default for PipelineOptions {
             read_ahead: crate::columnar::READ_AHEAD,
             regroup_below: crate::fast::DEFAULT_REGROUP_BELOW,
             window_morsels: DEFAULT_WINDOW_MORSELS,
+            window_budget: DEFAULT_WINDOW_BUDGET,
         }
     }
 }
@@ -255,6 +267,114 @@ fn empty_batch(file: usize, columns: &mut FrameColumns) -> FrameBatch {
 /// settled rounds still being filled, to be read again at the end.
 pub const DEFAULT_WINDOW_MORSELS: usize = 256;
 
+/// Bytes all windows in flight may take together unless configured otherwise: on two workers
+/// room for the default windows, on more workers shorter windows rather than more memory. At
+/// the default, eight workers get windows of 640K frames, 64 workers 80K.
+pub const DEFAULT_WINDOW_BUDGET: u64 = 128 << 20;
+
+/// Bytes a window keeps for each accepted frame while it waits: the frame's offset and its
+/// net's bucket ([`WindowFrames`]).
+const WINDOW_BYTES_PER_FRAME: u64 = 10;
+
+/// Bytes per frame of the offsets in bucket order that a worker aggregating a window holds.
+const ORDER_BYTES_PER_FRAME: u64 = 8;
+
+/// Tasks (morsels or windows) that may be claimed and not yet aggregated at once, all workers
+/// together: one being read or aggregated per worker, as many waiting for the morsels before
+/// them in their file, and two to spare so that a worker seldom waits when a neighbour is
+/// only a little behind.
+fn in_flight_limit(threads: usize) -> usize {
+    threads.saturating_mul(2).saturating_add(2)
+}
+
+/// Frames in a window of a log with interleaved nets (0: no windows): `window_morsels`
+/// morsels, fewer (whole morsels, at least one) when the windows that `threads` workers may
+/// have in flight would take more than `window_budget` bytes.
+fn window_frames(
+    morsel_frames: usize,
+    window_morsels: usize,
+    window_budget: u64,
+    threads: usize,
+) -> usize {
+    if window_morsels == 0 {
+        return 0;
+    }
+    let threads = threads.max(1) as u64;
+    let per_frame = (in_flight_limit(threads as usize) as u64)
+        .saturating_mul(WINDOW_BYTES_PER_FRAME)
+        .saturating_add(threads.saturating_mul(ORDER_BYTES_PER_FRAME));
+    let affordable = usize::try_from(window_budget / per_frame).unwrap_or(usize::MAX);
+    let morsels = (affordable / morsel_frames.max(1)).clamp(1, window_morsels);
+    morsel_frames.saturating_mul(morsels)
+}
+
+/// Caps the tasks claimed and not yet aggregated (see the module documentation): a worker
+/// enters before it claims a task and leaves once the task is aggregated (or when there was
+/// none to claim); at the cap it waits for a task to leave or for a committed morsel to take.
+///
+/// Waiting cannot deadlock: a waiting worker holds no task it has not committed, and the
+/// first uncommitted task of every file has been claimed (tasks are claimed in file order), so
+/// some worker is reading it and will commit it, which readies the tasks parked behind it.
+struct Gate {
+    in_flight: AtomicUsize,
+    limit: usize,
+    waiting: AtomicUsize,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Gate {
+    fn new(limit: usize) -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            limit: limit.max(1),
+            waiting: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) < self.limit
+    }
+
+    /// Counts one more task in flight, unless that would pass the cap.
+    fn try_enter(&self) -> bool {
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn leave(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.wake_waiters();
+    }
+
+    /// Wakes the workers waiting at the gate, if any (a morsel was committed for them, or a
+    /// task left). The check of `waiting` keeps the common case, nobody waiting, free of
+    /// system calls.
+    fn wake_waiters(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _guard = lock(&self.lock);
+            self.wake.notify_all();
+        }
+    }
+
+    /// Waits until the gate may be open or `ready()` holds. A wake-up is never lost: a waiter
+    /// counts itself before it looks, and whoever changes the state looks at the count after
+    /// the change. The timeout only bounds the cost of a mistake in that reasoning.
+    fn wait(&self, ready: impl Fn() -> bool) {
+        let guard = lock(&self.lock);
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if !self.is_open() && !ready() {
+            let _ = self.wake.wait_timeout(guard, Duration::from_millis(5));
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Frames of a log's beginning that [`layout_of`] looks at: enough to tell runs of
 /// a (net, round) from interleaved nets, few enough that looking at a thousand logs not yet
 /// in the page cache reads little before the workers start.
@@ -273,14 +393,14 @@ struct Layout {
 /// How to cut the log `bytes`: in morsels of `morsel_frames`, or, when its first frames (as
 /// many as a morsel, at most [`PROBE_FRAMES`]) by their header fields would be sorted before
 /// they are aggregated (see [`crate::fast::ColumnarAggregator::with_regroup_below`]), in
-/// windows of `window_morsels` morsels. The frames are not validated here: damage only makes
-/// the guess worse, never a result different.
+/// windows of `window_frames` frames (0: never). The frames are not validated here: damage
+/// only makes the guess worse, never a result different.
 fn layout_of(
     bytes: &[u8],
     header: LogHeader,
     morsel_frames: usize,
     regroup_below: usize,
-    window_morsels: usize,
+    window_frames: usize,
 ) -> Layout {
     let frame_len = header.frame_len();
     let body = bytes.get(LOG_HEADER_LEN..).unwrap_or_default();
@@ -297,9 +417,9 @@ fn layout_of(
         runs += usize::from(previous != Some(key));
         previous = Some(key);
     }
-    if window_morsels > 0 && crate::fast::is_fragmented(frames, runs, regroup_below) {
+    if window_frames > 0 && crate::fast::is_fragmented(frames, runs, regroup_below) {
         Layout {
-            frames: morsel_frames.saturating_mul(window_morsels),
+            frames: window_frames,
             windowed: true,
         }
     } else {
@@ -396,6 +516,12 @@ pub fn aggregate_files_columnar(
             .with_rejects_in_memory(pipeline.rejects_in_memory)
     });
     let morsel_frames = pipeline.morsel_frames.max(1);
+    let window_frames = window_frames(
+        morsel_frames,
+        pipeline.window_morsels,
+        pipeline.window_budget,
+        threads,
+    );
     // How each log is cut: windows for logs whose nets are interleaved, see `layout_of`.
     let plain = Layout {
         frames: morsel_frames,
@@ -410,7 +536,7 @@ pub fn aggregate_files_columnar(
                     header,
                     morsel_frames,
                     pipeline.regroup_below,
-                    pipeline.window_morsels,
+                    window_frames,
                 )
             })
         })
@@ -443,6 +569,7 @@ pub fn aggregate_files_columnar(
     }
     first_morsel.push(morsels);
     let cursor = CachePadded::new(AtomicUsize::new(0));
+    let gate = Gate::new(in_flight_limit(threads));
     let next_task = || -> Option<Task> {
         let number = cursor.fetch_add(1, Ordering::Relaxed);
         if number >= morsels {
@@ -466,6 +593,7 @@ pub fn aggregate_files_columnar(
         let logs = &logs;
         let layouts = &layouts;
         let next_task = &next_task;
+        let gate = &gate;
         pool.scope(|rayon_scope| {
             for _ in 0..threads {
                 let (aggregator, commits, records, tallies, ready_queue) =
@@ -537,6 +665,7 @@ pub fn aggregate_files_columnar(
                         worker.rejects = rejects;
                         aggregator.evict_if_needed();
                         aggregator.spill_rejects_if_needed(&mut worker.tally);
+                        gate.leave();
                     };
                     let pop_ready = || ready_queue.pop();
                     loop {
@@ -551,8 +680,16 @@ pub fn aggregate_files_columnar(
                             aggregate(&mut worker, file, morsel);
                             continue;
                         }
-                        let Some(task) = next_task() else { break };
+                        if !gate.try_enter() {
+                            gate.wait(|| !ready_queue.is_empty());
+                            continue;
+                        }
+                        let Some(task) = next_task() else {
+                            gate.leave();
+                            break;
+                        };
                         let Some((bytes, header)) = logs[task.file] else {
+                            gate.leave();
                             continue;
                         };
                         let lanes = usize::from(header.lanes);
@@ -609,6 +746,7 @@ pub fn aggregate_files_columnar(
                                     own = Some(next);
                                 } else {
                                     ready_queue.push((task.file, next));
+                                    gate.wake_waiters();
                                 }
                                 commit.next += 1;
                             }
@@ -695,16 +833,64 @@ mod tests {
             } else {
                 morsels(4096)
             };
-            assert_eq!(layout_of(&bytes, header, 4096, regroup, 3), want);
+            assert_eq!(layout_of(&bytes, header, 4096, regroup, 4096 * 3), want);
             // Regrouping or windows switched off: plain morsels.
-            assert_eq!(layout_of(&bytes, header, 4096, 0, 3), morsels(4096));
+            assert_eq!(layout_of(&bytes, header, 4096, 0, 4096 * 3), morsels(4096));
             assert_eq!(layout_of(&bytes, header, 4096, regroup, 0), morsels(4096));
         }
         // A morsel shorter than the threshold that holds one run is not fragmented for that.
         let bytes = log(1, 8, 1, false);
         let header = LogHeader::parse(&bytes).unwrap();
-        assert_eq!(layout_of(&bytes, header, 5, regroup, 3), morsels(5));
+        assert_eq!(layout_of(&bytes, header, 5, regroup, 15), morsels(5));
         // A log of its header alone.
-        assert_eq!(layout_of(&bytes[..64], header, 5, regroup, 3), morsels(5));
+        assert_eq!(layout_of(&bytes[..64], header, 5, regroup, 15), morsels(5));
+    }
+
+    #[test]
+    fn windows_shrink_to_fit_the_budget_of_all_workers() {
+        let budget = DEFAULT_WINDOW_BUDGET;
+        // Two workers: up to 6 windows in flight at 10 bytes a frame and 2 orders at 8 bytes,
+        // 76 bytes per window frame; 128 MiB / 76 = 1,766,023 frames, more than 256 morsels.
+        assert_eq!(window_frames(4096, 256, budget, 2), 4096 * 256);
+        // Eight workers: 18 windows and 8 orders, 244 bytes; 550,073 frames, 134 whole morsels.
+        assert_eq!(window_frames(4096, 256, budget, 8), 4096 * 134);
+        // 64 workers: 130 windows and 64 orders, 1,812 bytes; 74,073 frames, 18 morsels.
+        assert_eq!(window_frames(4096, 256, budget, 64), 4096 * 18);
+        // What the workers may hold at once stays within the budget.
+        for threads in [1, 2, 3, 8, 64, 1000] {
+            let frames = window_frames(4096, 256, budget, threads) as u64;
+            let held = frames
+                * (in_flight_limit(threads) as u64 * WINDOW_BYTES_PER_FRAME
+                    + threads as u64 * ORDER_BYTES_PER_FRAME);
+            assert!(held <= budget || frames == 4096, "{threads} threads");
+        }
+        // Never less than a morsel, never more than asked for; 0 morsels means no windows.
+        assert_eq!(window_frames(4096, 256, 0, 2), 4096);
+        assert_eq!(window_frames(4096, 3, u64::MAX, 2), 4096 * 3);
+        assert_eq!(window_frames(4096, 0, budget, 2), 0);
+        assert_eq!(window_frames(1, 5, budget, 0), 5);
+    }
+
+    #[test]
+    fn the_gate_never_lets_more_tasks_in_than_its_limit() {
+        let gate = Gate::new(3);
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..2_000 {
+                        while !gate.try_enter() {
+                            gate.wait(|| false);
+                        }
+                        most.fetch_max(gate.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+                        std::thread::yield_now();
+                        gate.leave();
+                    }
+                });
+            }
+        });
+        assert!(most.load(Ordering::SeqCst) <= 3);
+        assert_eq!(gate.in_flight.load(Ordering::SeqCst), 0);
+        assert!(gate.is_open());
     }
 }

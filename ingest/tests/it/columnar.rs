@@ -9,7 +9,8 @@ use engine::KeyGraph;
 use ingest::batch::{BatchOutcome, aggregate_files};
 use ingest::fast::DEFAULT_REGROUP_BELOW;
 use ingest::pipeline::{
-    DEFAULT_WINDOW_MORSELS, PipelineOptions, Progress, aggregate_files_columnar,
+    DEFAULT_WINDOW_BUDGET, DEFAULT_WINDOW_MORSELS, PipelineOptions, Progress,
+    aggregate_files_columnar,
 };
 use ingest::{AggregateOptions, Frame, LogWriter, Nets, Notification, RejectReason};
 use proptest::prelude::*;
@@ -269,6 +270,7 @@ struct Shape {
     group_budget: u64,
     regroup_below: usize,
     window_morsels: usize,
+    window_budget: u64,
 }
 
 fn columnar(
@@ -283,6 +285,7 @@ fn columnar(
         group_budget,
         regroup_below,
         window_morsels,
+        window_budget,
     } = shape;
     aggregate_files_columnar(
         paths,
@@ -295,6 +298,7 @@ fn columnar(
             group_budget,
             regroup_below,
             window_morsels,
+            window_budget,
             ..PipelineOptions::default()
         },
         &Progress::default(),
@@ -333,6 +337,7 @@ fn equals_reference(
         group_budget,
         regroup_below,
         window_morsels,
+        window_budget: DEFAULT_WINDOW_BUDGET,
     };
     let got = columnar(case, &case.paths, options, shape);
     assert_same(&reference, &got);
@@ -399,16 +404,20 @@ proptest! {
             group_budget: u64::MAX,
             regroup_below: 0,
             window_morsels: 0,
+            window_budget: DEFAULT_WINDOW_BUDGET,
         };
         let one = columnar(&case, &case.paths, options, single);
         let mut reversed = case.paths.clone();
         reversed.reverse();
+        // More workers than this machine has cores, so that workers often find the limit
+        // of tasks in flight reached and wait; windows cut down to a morsel by their budget.
         let spread = Shape {
-            threads: 3,
+            threads: 8,
             morsel_frames: 2,
             group_budget: 0,
             regroup_below: usize::MAX,
             window_morsels: 2,
+            window_budget: 1,
         };
         let other = columnar(&case, &reversed, options, spread);
         prop_assert_eq!(&one.report.rounds, &other.report.rounds);
