@@ -59,9 +59,70 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            // One line: the context chain joined with ": ".
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, joined with ": ", leaving out a cause whose message
+/// the one before it already shows: many errors (Arrow's and Parquet's I/O errors among them)
+/// print their source inside their own message and also return it as their source, so a plain
+/// join would name a full disk three times.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if parts.last().is_some_and(|last| last.contains(&message)) {
+            continue;
+        }
+        parts.push(message);
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    /// An error that shows its source in its own message and returns it as its source too.
+    #[derive(Debug)]
+    struct Echoing(std::io::Error);
+
+    impl std::fmt::Display for Echoing {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Io error: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Echoing {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_shown_is_not_repeated() {
+        let full = std::io::Error::from_raw_os_error(28);
+        let shown = full.to_string();
+        let result: Result<(), Echoing> = Err(Echoing(full));
+        let error = result.context("cannot write out.parquet").unwrap_err();
+        assert_eq!(
+            one_line(&error),
+            format!("cannot write out.parquet: Io error: {shown}")
+        );
+    }
+
+    #[test]
+    fn causes_that_add_something_are_all_kept() {
+        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(missing)
+            .context("cannot read graph.csv")
+            .context("cannot start");
+        assert_eq!(
+            one_line(&error),
+            "cannot start: cannot read graph.csv: no such file"
+        );
     }
 }
