@@ -16,6 +16,15 @@ use engine::protocol::churn::ChurnConfig;
 use engine::protocol::{GatewayConfig, ProviderConfig};
 use ingest::AggregateOptions;
 
+/// The most worker threads a command starts. More than a machine has cores only helps while
+/// threads wait for the disk; tens of thousands would take minutes to start and spin.
+const MAX_THREADS: u64 = 1024;
+
+/// Parses `--threads`: a whole number up to [`MAX_THREADS`].
+fn threads_parser() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_THREADS)
+}
+
 /// Privacy-preserving smart-meter aggregation with DC-nets.
 ///
 /// Gateways mask each 15-minute reading with pairwise keys shared with their neighbours in a
@@ -333,8 +342,8 @@ pub struct BenchKeystreamArgs {
     /// this CPU runs).
     #[arg(long)]
     pub backend: Option<String>,
-    /// Threads for the all-cores figures (default: one per core).
-    #[arg(long)]
+    /// Threads for the all-cores figures (default: one per core; at most 1024).
+    #[arg(long, value_parser = threads_parser())]
     pub threads: Option<usize>,
     /// Do not run `openssl speed` for the reference figure.
     #[arg(long)]
@@ -574,8 +583,9 @@ pub struct AggregateArgs {
     /// Format of the results written to --out (or standard output).
     #[arg(long, value_enum, default_value_t = FormatArg::Csv)]
     pub format: FormatArg,
-    /// Worker threads (0: one per core).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    /// Worker threads (0: one per core; at most 1024). Memory grows only a little with them:
+    /// the frames read ahead and the windows of logs with interleaved nets are capped.
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = threads_parser())]
     pub threads: usize,
     /// Aggregation engine; both give identical results.
     #[arg(long, value_enum, default_value_t = EngineArg::Columnar)]
@@ -624,8 +634,8 @@ pub struct BenchAggregateArgs {
     /// Lanes per frame (1..=32).
     #[arg(long, default_value_t = 1)]
     pub lanes: u8,
-    /// Worker threads for both measurements (0: one per core).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    /// Worker threads for both measurements (0: one per core; at most 1024).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = threads_parser())]
     pub threads: usize,
     /// Measurements of each kind, alternating floor and aggregate.
     #[arg(long, default_value_t = 3)]
@@ -1722,6 +1732,21 @@ mod tests {
         match Cli::try_parse_from(argv)?.command {
             Command::Aggregate(a) => a.into_config(),
             _ => unreachable!("parsed aggregate"),
+        }
+    }
+
+    #[test]
+    fn thread_counts_beyond_the_limit_are_refused_by_name() {
+        assert_eq!(aggregate(&["--threads", "1024"]).unwrap().threads, 1024);
+        assert_eq!(aggregate(&[]).unwrap().threads, 0);
+        for args in [
+            &["aggregate", "--graph", "g", "--threads", "1025", "x"][..],
+            &["aggregate", "--graph", "g", "--threads", "many", "x"],
+            &["bench", "aggregate", "--threads", "100000"],
+            &["bench", "keystream", "--threads", "5000"],
+        ] {
+            let error = parse(args).unwrap_err().to_string();
+            assert!(error.contains("--threads"), "{args:?}: {error}");
         }
     }
 
