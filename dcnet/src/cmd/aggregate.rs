@@ -118,8 +118,11 @@ pub fn report(outcome: &BatchOutcome, elapsed: Duration, quiet: bool) {
         .collect();
     for row in exposed.iter().take(10) {
         eprintln!(
-            "privacy: net {} round {}: clients {:?} resent with too few live neighbours",
-            row.dc_net_id, row.round, row.exposed
+            "privacy: net {} round {}: {} clients resent with too few live neighbours: {}",
+            row.dc_net_id,
+            row.round,
+            row.exposed.len(),
+            super::list_ids(&row.exposed, 8)
         );
     }
     if exposed.len() > 10 {

@@ -5,19 +5,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use crate::cli::GraphAnalyze;
-
-fn list(ids: &[u32], show: usize) -> String {
-    if ids.is_empty() {
-        return "-".to_string();
-    }
-    let shown: Vec<String> = ids.iter().take(show).map(u32::to_string).collect();
-    let more = ids.len().saturating_sub(show);
-    if more > 0 {
-        format!("{} (+{more})", shown.join(","))
-    } else {
-        shown.join(",")
-    }
-}
+use crate::cmd::list_ids as list;
 
 pub fn analyze(config: &GraphAnalyze) -> Result<()> {
     let nets = ingest::tables::load_graph_csv(&config.graph)?;
