@@ -118,10 +118,13 @@ pub fn report(outcome: &BatchOutcome, elapsed: Duration, quiet: bool) {
         .collect();
     for row in exposed.iter().take(10) {
         eprintln!(
-            "privacy: net {} round {}: {} clients resent with too few live neighbours: {}",
+            "privacy: net {} round {}: {} resent with too few live neighbours: {}",
             row.dc_net_id,
             row.round,
-            row.exposed.len(),
+            match row.exposed.len() {
+                1 => "1 client".to_string(),
+                n => format!("{n} clients"),
+            },
             super::list_ids(&row.exposed, 8)
         );
     }
