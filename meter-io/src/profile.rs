@@ -243,7 +243,7 @@ impl Profile {
     pub fn from_toml(origin: &str, text: &str) -> Result<Self, ProfileError> {
         let file: ProfileFile = toml::from_str(text).map_err(|e| ProfileError::Parse {
             origin: origin.to_string(),
-            message: e.to_string().trim_end().to_string(),
+            message: one_line_toml_error(text, &e),
         })?;
         file.check().map_err(|message| ProfileError::Invalid {
             origin: origin.to_string(),
@@ -279,7 +279,7 @@ impl Profile {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProfileError {
-    /// Not valid TOML or not the profile schema (the message names line and column).
+    /// Not valid TOML or not the profile schema (the message names the line).
     #[error("{origin}: {message}")]
     Parse { origin: String, message: String },
     /// Valid TOML, inconsistent profile (the message names the field).
@@ -608,9 +608,40 @@ pub fn energy_unit_wh(unit: &str) -> Option<f64> {
     }
 }
 
+/// A TOML error as `line L: message`. The toml crate's own `Display` draws a snippet of the
+/// file over several lines; a command's error stays on one line.
+fn one_line_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', " ");
+    match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = 1 + before.bytes().filter(|&b| b == b'\n').count();
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_errors_are_one_line_naming_the_line() {
+        let error = |text: &str| Profile::from_toml("p.toml", text).unwrap_err().to_string();
+        // The third line holds a value that is not TOML.
+        assert_eq!(
+            error("name = \"t\"\nmodel = \"m\"\nbaud = ?\n"),
+            "p.toml: line 3: string values must be quoted, expected literal string"
+        );
+        // A missing table field: one line whatever the toml crate draws.
+        let missing = error("model = \"m\"\n");
+        assert!(!missing.contains('\n'), "{missing}");
+        assert!(
+            missing.starts_with("p.toml: line 1: missing field `name`"),
+            "{missing}"
+        );
+    }
 
     const MINIMAL: &str = r#"
         name = "t"
