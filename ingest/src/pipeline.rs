@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -269,7 +269,8 @@ pub const DEFAULT_WINDOW_MORSELS: usize = 256;
 
 /// Bytes all windows in flight may take together unless configured otherwise: on two workers
 /// room for the default windows, on more workers shorter windows rather than more memory. At
-/// the default, eight workers get windows of 640K frames, 64 workers 80K.
+/// the default, eight workers get windows of 134 morsels (549K frames), 64 workers of 18
+/// (74K frames).
 pub const DEFAULT_WINDOW_BUDGET: u64 = 128 << 20;
 
 /// Bytes a window keeps for each accepted frame while it waits: the frame's offset and its
@@ -321,6 +322,21 @@ struct Gate {
     waiting: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
+    /// A worker panicked: the tasks it held will never leave, so nobody waits any more and
+    /// the workers stop, letting the panic reach the caller instead of hanging the run.
+    abandoned: AtomicBool,
+}
+
+/// Abandons the gate if the worker holding it unwinds.
+struct AbandonOnPanic<'g>(&'g Gate);
+
+impl Drop for AbandonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abandoned.store(true, Ordering::SeqCst);
+            self.0.wake_waiters();
+        }
+    }
 }
 
 impl Gate {
@@ -331,7 +347,12 @@ impl Gate {
             waiting: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
+            abandoned: AtomicBool::new(false),
         }
+    }
+
+    fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
     }
 
     fn is_open(&self) -> bool {
@@ -368,7 +389,7 @@ impl Gate {
     fn wait(&self, ready: impl Fn() -> bool) {
         let guard = lock(&self.lock);
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        if !self.is_open() && !ready() {
+        if !self.is_open() && !ready() && !self.is_abandoned() {
             let _ = self.wake.wait_timeout(guard, Duration::from_millis(5));
         }
         self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -599,6 +620,7 @@ pub fn aggregate_files_columnar(
                 let (aggregator, commits, records, tallies, ready_queue) =
                     (&aggregator, &commits, &records, &tallies, &ready_queue);
                 rayon_scope.spawn(move |_| {
+                    let _abandon_on_panic = AbandonOnPanic(gate);
                     let mut worker = Worker {
                         columns: Vec::new(),
                         regroup: Regroup::new(),
@@ -671,7 +693,7 @@ pub fn aggregate_files_columnar(
                     loop {
                         // The run fails at the end once the rejects could not be written out
                         // (e.g. a full disk): it stops here, not after reading every input.
-                        if aggregator.spill_failed() {
+                        if aggregator.spill_failed() || gate.is_abandoned() {
                             break;
                         }
                         // Committed morsels of other workers first, so that aggregation is
@@ -892,5 +914,35 @@ mod tests {
         assert!(most.load(Ordering::SeqCst) <= 3);
         assert_eq!(gate.in_flight.load(Ordering::SeqCst), 0);
         assert!(gate.is_open());
+    }
+
+    #[test]
+    fn a_worker_that_panics_abandons_the_gate_and_wakes_the_waiters() {
+        let gate = Gate::new(1);
+        assert!(gate.try_enter());
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| {
+                // The gate is full and its task will never leave: only abandoning ends the
+                // wait (bounded here, so that a broken gate fails the test instead of hanging).
+                for _ in 0..2_000 {
+                    if gate.is_abandoned() {
+                        return true;
+                    }
+                    gate.wait(|| false);
+                }
+                false
+            });
+            let worker = scope.spawn(|| {
+                let _abandon_on_panic = AbandonOnPanic(&gate);
+                panic!("a worker fails while holding the gate's only task");
+            });
+            assert!(worker.join().is_err());
+            assert!(waiter.join().unwrap(), "the waiter saw the gate abandoned");
+        });
+        assert!(gate.is_abandoned());
+        // A worker that ends normally does not abandon it.
+        let calm = Gate::new(1);
+        drop(AbandonOnPanic(&calm));
+        assert!(!calm.is_abandoned());
     }
 }
