@@ -848,7 +848,16 @@ fn the_same_log_twice_lists_every_copy_once_in_round_order() {
         )
         .unwrap();
         assert_same(&reference, &columnar);
-        assert!(columnar.report.rounds_reread > 256, "{threads} threads");
+        // On one thread every round is settled before its copy comes, so all 700 are read
+        // again, in several of the end's chunks of 256. On two, how many rounds meet both
+        // copies while still open depends on the scheduler (a loaded CI machine once saw
+        // 256 or fewer): the results above must not, and some rounds are still read again.
+        let reread = columnar.report.rounds_reread;
+        if threads == 1 {
+            assert_eq!(reread, u64::from(rounds));
+        } else {
+            assert!(reread > 0, "{threads} threads: no round read again");
+        }
         let keys: Vec<(u32, u32)> = columnar
             .report
             .rounds
