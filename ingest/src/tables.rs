@@ -69,17 +69,15 @@ fn csv_error(path: &Path, text: &[u8], start: usize, error: csv::Error) -> Table
             start.saturating_add(usize::try_from(p.byte()).unwrap_or(usize::MAX)),
         )
     });
-    // The csv crate's own message repeats the position we give as a line, so the kinds a
-    // user meets (a file that is not text, a row of the wrong width) get a message of their own.
+    // The csv crate's own message repeats the position we give as a line, so the error a
+    // user meets (a file that is not text) gets a message of its own. Rows of the wrong width
+    // never reach here: both readers are flexible and count fields themselves.
     let message = match error.kind() {
         csv::ErrorKind::Utf8 { err, .. } => format!(
             "not UTF-8 text (field {}, after {} valid bytes): is this a CSV file?",
             err.field() + 1,
             err.valid_up_to()
         ),
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("the row has {len} fields, the header {expected_len}"),
         _ => error.to_string(),
     };
     match error.into_kind() {

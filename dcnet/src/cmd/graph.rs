@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use crate::cli::GraphAnalyze;
-use crate::cmd::list_ids as list;
+use crate::cmd::list_ids;
 
 pub fn analyze(config: &GraphAnalyze) -> Result<()> {
     let nets = ingest::tables::load_graph_csv(&config.graph)?;
@@ -48,8 +48,8 @@ pub fn analyze(config: &GraphAnalyze) -> Result<()> {
             max,
             if graph.is_connected() { "yes" } else { "NO" },
             connectivity.vertex_connectivity,
-            list(&connectivity.separator, config.show),
-            list(&weakest, config.show),
+            list_ids(&connectivity.separator, config.show),
+            list_ids(&weakest, config.show),
         )?;
     }
     Ok(())
