@@ -1148,14 +1148,27 @@ impl<'a> ColumnarAggregator<'a> {
 
     /// Settles the least recently used open groups while open groups take more than the
     /// budget. Cheap to call after every morsel: it returns at once while under the budget or
-    /// while another thread is evicting.
+    /// while another thread is evicting, unless open groups have grown past twice the budget:
+    /// then it waits for that thread and evicts. Without that wait, a thread descheduled in
+    /// the middle of evicting would let the others open groups without bound until it ran
+    /// again.
     pub fn evict_if_needed(&self) {
+        let open = self.open_bytes.load(AtomicOrdering::Relaxed);
+        if open <= self.budget {
+            return;
+        }
+        let _evicting = match self.evicting.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if open > self.budget.saturating_mul(2) => {
+                lock(&self.evicting)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        // The thread waited for may have evicted enough already.
         if self.open_bytes.load(AtomicOrdering::Relaxed) <= self.budget {
             return;
         }
-        let Ok(_evicting) = self.evicting.try_lock() else {
-            return;
-        };
         let mut cells: Vec<(u64, u64, Arc<GroupCell>)> = Vec::new();
         for shard in &self.shards {
             for (&key, entry) in lock(shard).iter() {
