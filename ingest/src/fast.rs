@@ -722,6 +722,47 @@ impl FastRows<'_> {
     }
 }
 
+/// [`is_fragmented`] for the rows whose nets and rounds are `nets` and `rounds`, with the runs
+/// counted only as far as the answer needs.
+fn runs_are_fragmented(nets: &[u32], rounds: &[u32], regroup_below: usize) -> bool {
+    if regroup_below == 0 {
+        return false;
+    }
+    let rows = nets.len().min(rounds.len());
+    // Fragmented from this many runs on (`rows < regroup_below * runs`), and never below two.
+    let enough = (rows / regroup_below + 1).max(2);
+    let (mut runs, mut start) = (0, 0);
+    while start < rows && runs < enough {
+        start = run_end(nets, rounds, start);
+        runs += 1;
+    }
+    is_fragmented(rows, runs, regroup_below)
+}
+
+/// The end of the run of rows of one (net, round) that starts at row `start` (`start` below
+/// the columns' length): sixteen rows at a time while the whole chunk is of the run (a fold
+/// without early exit, which compiles to vector compares), then row by row.
+#[inline]
+fn run_end(nets: &[u32], rounds: &[u32], start: usize) -> usize {
+    let (net, round) = (nets[start], rounds[start]);
+    let rows = nets.len().min(rounds.len());
+    let mut end = start + 1;
+    while let (Some(n), Some(r)) = (nets.get(end..end + 16), rounds.get(end..end + 16)) {
+        let mut differ = 0u32;
+        for (&n, &r) in n.iter().zip(r) {
+            differ |= (n ^ net) | (r ^ round);
+        }
+        if differ != 0 {
+            break;
+        }
+        end += 16;
+    }
+    while end < rows && nets[end] == net && rounds[end] == round {
+        end += 1;
+    }
+    end
+}
+
 /// The order of a batch's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Order {
@@ -1321,20 +1362,11 @@ impl<'a> ColumnarAggregator<'a> {
     }
 
     /// Whether the runs of one (net, round) in `batch` are on average shorter than the
-    /// regrouping threshold.
+    /// regrouping threshold. Runs are found as [`Self::add_runs`] finds them, sixteen rows at a
+    /// time, so a batch of long runs costs a compare per sixteen rows; counting stops as soon as
+    /// the batch has too many runs to be anything but fragmented.
     fn is_fragmented(&self, batch: &FrameBatch) -> bool {
-        if self.regroup_below == 0 {
-            return false;
-        }
-        let (nets, rounds) = (batch.dc_net_id(), batch.round());
-        // Run starts counted without early exit, so that the loop compiles to vector compares.
-        let starts: usize = nets
-            .windows(2)
-            .zip(rounds.windows(2))
-            .map(|(n, r)| usize::from(n[0] != n[1] || r[0] != r[1]))
-            .sum::<usize>()
-            + 1;
-        is_fragmented(batch.len(), starts, self.regroup_below)
+        runs_are_fragmented(batch.dc_net_id(), batch.round(), self.regroup_below)
     }
 
     /// [`Self::add_batch`] for a batch in `order`.
@@ -1347,22 +1379,7 @@ impl<'a> ColumnarAggregator<'a> {
         let mut previous: Option<(usize, u32, u32)> = None;
         while start < rows {
             let (net, round) = (nets[start], rounds[start]);
-            let mut end = start + 1;
-            // Sixteen rows at a time while the whole chunk is of the run (a fold without early
-            // exit, which compiles to vector compares), then row by row.
-            while let (Some(n), Some(r)) = (nets.get(end..end + 16), rounds.get(end..end + 16)) {
-                let mut differ = 0u32;
-                for (&n, &r) in n.iter().zip(r) {
-                    differ |= (n ^ net) | (r ^ round);
-                }
-                if differ != 0 {
-                    break;
-                }
-                end += 16;
-            }
-            while end < rows && nets[end] == net && rounds[end] == round {
-                end += 1;
-            }
+            let end = run_end(nets, rounds, start);
             self.add_run(batch, start, end, order, tally);
             if order == Order::AsRead
                 && let Some((previous_start, previous_net, previous_round)) = previous
@@ -2164,6 +2181,37 @@ mod tests {
                     prop_assert_eq!(info.slot_near(client, slot.saturating_sub(3)), slot as u32);
                 }
             }
+        }
+    }
+
+    proptest! {
+        /// Runs found sixteen rows at a time, and the fragmentation test that stops counting
+        /// early, agree with a row-by-row count of the runs.
+        #[test]
+        fn runs_are_found_and_counted_as_row_by_row(
+            keys in proptest::collection::vec((0u32..3, 0u32..3, 1usize..40), 0..60),
+            regroup_below in 0usize..80,
+        ) {
+            let (mut nets, mut rounds) = (Vec::new(), Vec::new());
+            for (net, round, repeat) in keys {
+                nets.extend(std::iter::repeat_n(net, repeat));
+                rounds.extend(std::iter::repeat_n(round, repeat));
+            }
+            let mut runs = 0;
+            let mut start = 0;
+            while start < nets.len() {
+                let mut end = start + 1;
+                while end < nets.len() && (nets[end], rounds[end]) == (nets[start], rounds[start]) {
+                    end += 1;
+                }
+                prop_assert_eq!(run_end(&nets, &rounds, start), end);
+                runs += 1;
+                start = end;
+            }
+            prop_assert_eq!(
+                runs_are_fragmented(&nets, &rounds, regroup_below),
+                regroup_below > 0 && is_fragmented(nets.len(), runs, regroup_below)
+            );
         }
     }
 
