@@ -572,7 +572,7 @@ pub struct AggregateArgs {
     /// timestamps are not checked.
     #[arg(long, value_name = "MS")]
     pub deadline_ms: Option<u64>,
-    /// Length of a round: a number with unit ms, s, m or h.
+    /// Length of a round: a number with unit ms, s, m or h (15m, 900s), or bare seconds.
     #[arg(long, default_value = "15m", value_name = "DURATION")]
     pub period: String,
     /// Start of round 0: milliseconds since the Unix epoch, or a UTC date YYYY-MM-DD. Round r
@@ -705,27 +705,17 @@ pub struct BenchAggregateConfig {
     pub interleave: bool,
 }
 
-/// Parses a duration with unit: `900000ms`, `900s`, `15m`, `1h`; returns milliseconds.
+/// Parses a duration as [`parse_duration`] does (`900000ms`, `900s`, `15m`, `1h`, or bare
+/// seconds, as every duration flag of the command takes it) into whole milliseconds, at least one.
 pub fn parse_duration_ms(text: &str, flag: &str) -> Result<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .with_context(|| format!("{flag} {text:?}: expected a number with unit ms, s, m or h"))?;
-    let scale = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" | "min" => 60_000,
-        "h" => 3_600_000,
-        _ => bail!("{flag} {text:?}: unit must be ms, s, m or h"),
-    };
-    let ms = number
-        .checked_mul(scale)
-        .with_context(|| format!("{flag} {text:?}: too long"))?;
-    ensure!(ms > 0, "{flag} {text:?}: must be longer than zero");
+    let duration = parse_duration(flag, text)?;
+    // At most a year, so it fits.
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    ensure!(ms > 0, "{flag} {text:?}: must be at least 1ms");
+    ensure!(
+        duration == Duration::from_millis(ms),
+        "{flag} {text:?}: must be whole milliseconds"
+    );
     Ok(ms)
 }
 
@@ -734,8 +724,9 @@ pub fn parse_epoch_ms(text: &str, flag: &str) -> Result<u64> {
     if let Ok(ms) = text.trim().parse::<u64>() {
         return Ok(ms);
     }
+    // One message, not the date's error under a second one saying the same.
     let (year, month, day) = parse_date(text, flag)
-        .with_context(|| format!("{flag}: expected milliseconds since the epoch or YYYY-MM-DD"))?;
+        .map_err(|e| anyhow::anyhow!("{e} (or milliseconds since the Unix epoch)"))?;
     let days = engine::loadprofile::days_from_civil(year, month, day);
     Ok(u64::try_from(days).unwrap_or(0) * 86_400_000)
 }
@@ -1844,7 +1835,10 @@ mod tests {
         );
         assert_eq!(parse_duration_ms("1500ms", "--period").unwrap(), 1500);
         assert_eq!(parse_duration_ms("2h", "--period").unwrap(), 7_200_000);
-        for bad in ["", "15", "0s", "15 parsecs", "-1m"] {
+        // As every other duration flag: bare seconds, fractions that come to whole ms.
+        assert_eq!(parse_duration_ms("15", "--period").unwrap(), 15_000);
+        assert_eq!(parse_duration_ms("1.5m", "--period").unwrap(), 90_000);
+        for bad in ["", "0s", "0.5ms", "15 parsecs", "-1m", "400d"] {
             let error = parse_duration_ms(bad, "--period").unwrap_err().to_string();
             assert!(error.contains("--period"), "{bad}: {error}");
         }
