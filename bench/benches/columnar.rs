@@ -2,7 +2,8 @@
 //! frame decoding into Arrow columns vs. reading the same bytes, the CRCs of all frames by the
 //! interleaved kernel vs. the `crc32c` crate frame by frame (and the crate over the whole buffer,
 //! the same bytes as one message), the lane-sum kernel vs. a scalar loop, and the whole columnar aggregation
-//! vs. the straightforward one and vs. the memory-read floor (all single-threaded, in memory).
+//! vs. the straightforward one and vs. the memory-read floor (all single-threaded, in memory),
+//! and reading a `graph.csv` into key graphs vs. the `csv` crate only splitting its records.
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -175,5 +176,43 @@ fn ingest(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ingest);
+/// Reading the key graphs that every `dcnet aggregate` run starts with: a `graph.csv` parsed
+/// and built into graphs on one thread, against the `csv` crate only splitting the same text
+/// into records (no field parsed, nothing built).
+fn graph(c: &mut Criterion) {
+    // 100 nets x 1,000 clients, k = 4: about 200,000 edges, 4.3 MB of text.
+    let log = bench::SimulatedLog::new(100, 1000, 1, 1);
+    let mut text = Vec::new();
+    ingest::tables::write_graph_csv(&mut text, log.nets.values()).unwrap();
+    let edges = log.nets.values().map(|g| g.edge_count()).sum::<usize>();
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("graph");
+    group.throughput(Throughput::Elements(edges as u64));
+    group.bench_function("baseline/csv crate, records only", |b| {
+        b.iter(|| {
+            let mut reader = csv::ReaderBuilder::new().from_reader(black_box(&text[..]));
+            let mut record = csv::ByteRecord::new();
+            let mut rows = 0usize;
+            while reader.read_byte_record(&mut record).unwrap() {
+                rows += record.len();
+            }
+            rows
+        })
+    });
+    group.bench_function("parse_graph_csv, one thread", |b| {
+        b.iter(|| {
+            one_thread.install(|| {
+                ingest::tables::parse_graph_csv(std::path::Path::new("graph.csv"), &text)
+                    .unwrap()
+                    .len()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ingest, graph);
 criterion_main!(benches);

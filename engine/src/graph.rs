@@ -52,8 +52,10 @@ impl KeyGraph {
     ) -> Result<Self, GraphError> {
         // Both directions of every edge, sorted and deduplicated, are the adjacency lists in
         // order: one sort instead of a tree insert per end (a provider's graph.csv holds
-        // millions of edges).
-        let mut ends: Vec<(u32, u32)> = Vec::new();
+        // millions of edges). Each end is packed into one u64, client in the high half, so
+        // that the sort compares single words: sorting `(u32, u32)` pairs took twice as long.
+        let edges = edges.into_iter();
+        let mut ends: Vec<u64> = Vec::with_capacity(2 * edges.size_hint().0);
         for (a, b) in edges {
             if a == b {
                 return Err(GraphError::SelfEdge {
@@ -61,15 +63,16 @@ impl KeyGraph {
                     client: a,
                 });
             }
-            ends.push((a, b));
-            ends.push((b, a));
+            ends.push((u64::from(a) << 32) | u64::from(b));
+            ends.push((u64::from(b) << 32) | u64::from(a));
         }
         ends.sort_unstable();
         ends.dedup();
         let mut clients: Vec<u32> = Vec::new();
         let mut offsets: Vec<usize> = vec![0];
         let mut adjacency: Vec<u32> = Vec::with_capacity(ends.len());
-        for (client, neighbour) in ends {
+        for end in ends {
+            let (client, neighbour) = ((end >> 32) as u32, end as u32);
             if clients.last() != Some(&client) {
                 if !clients.is_empty() {
                     offsets.push(adjacency.len());
