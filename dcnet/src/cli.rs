@@ -545,7 +545,9 @@ pub struct AggregateArgs {
     /// every client in its edges.
     #[arg(long, value_name = "FILE")]
     pub graph: PathBuf,
-    /// Where to write global.csv (default: standard output).
+    /// Where to write global.csv (default: standard output). It is opened before the logs are
+    /// read, so a path that cannot be written fails at once; a run that fails leaves an
+    /// existing file as it was (the same holds for --rejects).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Withhold a round's sum when fewer clients than this are present (at least 2).

@@ -1,7 +1,8 @@
 //! `dcnet aggregate`: apply the provider rules to round logs and write global.csv.
 
+use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -36,11 +37,67 @@ pub fn aggregate(config: &AggregateConfig) -> Result<(BatchOutcome, Duration)> {
     Ok((outcome, started.elapsed()))
 }
 
+/// An output file opened before the aggregation, so that a path that cannot be written fails
+/// at once instead of after a run of minutes whose results would be lost. The file is not
+/// truncated until the results are written, so a failed run leaves an existing file as it was,
+/// and one that it created is removed again.
+pub struct EarlyOutput {
+    path: PathBuf,
+    file: File,
+    created: bool,
+}
+
+impl EarlyOutput {
+    /// Opens (or creates) `path` for writing, keeping what it holds for now.
+    pub fn open(path: &Path) -> Result<Self> {
+        let existed = path.try_exists().unwrap_or(true);
+        let file = File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            created: !existed,
+        })
+    }
+
+    /// The file, emptied, for the results. Only a regular file is truncated: a device such as
+    /// /dev/null or a pipe has nothing to empty.
+    fn into_emptied(self) -> Result<File> {
+        let is_file = self.file.metadata().map(|m| m.is_file()).unwrap_or(false);
+        if is_file {
+            self.file
+                .set_len(0)
+                .with_context(|| format!("cannot write {}", self.path.display()))?;
+        }
+        Ok(self.file)
+    }
+
+    /// [`Self::discard`] for each output that was opened.
+    fn discard_all<const N: usize>(outputs: [Option<Self>; N]) {
+        for output in outputs.into_iter().flatten() {
+            output.discard();
+        }
+    }
+
+    /// Removes the file again if this run created it (the run failed).
+    fn discard(self) {
+        if self.created {
+            drop(self.file);
+            // Best effort: the run's own error is what the user needs to see.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Writes `file,offset,reason` for every rejected frame, naming files by their path. The list
 /// is streamed: a long one is merged from its temporary files as it is written.
-pub fn write_rejects(path: &Path, outcome: &BatchOutcome) -> Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+pub fn write_rejects(output: EarlyOutput, outcome: &BatchOutcome) -> Result<()> {
+    let path = output.path.clone();
+    let file = output.into_emptied()?;
     let mut csv = csv::Writer::from_writer(std::io::BufWriter::new(file));
     let write = |csv: &mut csv::Writer<_>| -> Result<()> {
         csv.write_record(["file", "offset", "reason"])?;
@@ -159,19 +216,35 @@ pub fn report(outcome: &BatchOutcome, elapsed: Duration, quiet: bool) {
 }
 
 pub fn run(config: AggregateConfig) -> Result<()> {
-    let (outcome, elapsed) = aggregate(&config)?;
-    match &config.out {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            write_results(file, config.format, &outcome)
+    // Both outputs are opened before the run, so that a mistyped path costs a second, not the
+    // aggregation; should anything then fail before the results exist, what this run created
+    // is removed again.
+    let out = config.out.as_deref().map(EarlyOutput::open).transpose()?;
+    let rejects = match config.rejects.as_deref().map(EarlyOutput::open).transpose() {
+        Ok(rejects) => rejects,
+        Err(error) => {
+            EarlyOutput::discard_all([out]);
+            return Err(error);
+        }
+    };
+    let (outcome, elapsed) = match aggregate(&config) {
+        Ok(done) => done,
+        Err(error) => {
+            EarlyOutput::discard_all([out, rejects]);
+            return Err(error);
+        }
+    };
+    match out {
+        Some(output) => {
+            let path = output.path.clone();
+            write_results(output.into_emptied()?, config.format, &outcome)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         None => write_results(std::io::stdout(), config.format, &outcome)
             .context("cannot write to standard output")?,
     }
-    if let Some(path) = &config.rejects {
-        write_rejects(path, &outcome)?;
+    if let Some(output) = rejects {
+        write_rejects(output, &outcome)?;
     }
     report(&outcome, elapsed, config.quiet);
     Ok(())

@@ -367,3 +367,90 @@ fn a_spilled_rejects_file_is_identical_and_a_failed_spill_is_one_line() {
     assert!(output.status.success(), "{}", crate::stderr(&output));
     assert!(written == Some(in_memory), "rejects differ");
 }
+
+#[test]
+fn outputs_are_opened_before_the_run_and_a_failed_run_leaves_them_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), "0.1", &[]);
+    let logs = logs_in(dir.path());
+    let log = logs[0].as_str();
+    let graph = dir.path().join("graph.csv");
+    let graph = graph.to_str().unwrap();
+    let missing_graph = dir.path().join("no-such-graph.csv");
+    let missing_graph = missing_graph.to_str().unwrap();
+
+    // An output that cannot be created is named before any input is read: with a missing
+    // graph as well, the error is the output's.
+    let unwritable = dir.path().join("no-such-dir").join("global.csv");
+    let output = crate::dcnet(&[
+        "aggregate",
+        "--graph",
+        missing_graph,
+        "--out",
+        unwritable.to_str().unwrap(),
+        log,
+    ]);
+    assert!(!output.status.success());
+    let error = crate::stderr(&output);
+    assert!(
+        error.contains("cannot create") && error.contains("no-such-dir"),
+        "{error}"
+    );
+    let output = crate::dcnet(&[
+        "aggregate",
+        "--graph",
+        missing_graph,
+        "--rejects",
+        unwritable.to_str().unwrap(),
+        log,
+    ]);
+    assert!(crate::stderr(&output).contains("no-such-dir"));
+
+    // A run that fails keeps an existing file's content and removes a file it created.
+    let existing = dir.path().join("kept.csv");
+    std::fs::write(&existing, "earlier results\n").unwrap();
+    let created = dir.path().join("new-rejects.csv");
+    let output = crate::dcnet(&[
+        "aggregate",
+        "--graph",
+        missing_graph,
+        "--out",
+        existing.to_str().unwrap(),
+        "--rejects",
+        created.to_str().unwrap(),
+        log,
+    ]);
+    assert!(!output.status.success());
+    assert!(crate::stderr(&output).contains("no-such-graph"));
+    assert_eq!(
+        std::fs::read_to_string(&existing).unwrap(),
+        "earlier results\n"
+    );
+    assert!(!created.exists(), "the failed run's own output is removed");
+
+    // A successful run replaces a longer earlier file entirely, and a device takes the
+    // results as well (nothing to truncate there).
+    std::fs::write(&existing, "x".repeat(1 << 16)).unwrap();
+    let fresh = dir.path().join("fresh.csv");
+    ok(&[
+        "aggregate",
+        "--graph",
+        graph,
+        "--out",
+        fresh.to_str().unwrap(),
+        log,
+    ]);
+    ok(&[
+        "aggregate",
+        "--graph",
+        graph,
+        "--out",
+        existing.to_str().unwrap(),
+        log,
+    ]);
+    assert_eq!(
+        std::fs::read(&existing).unwrap(),
+        std::fs::read(&fresh).unwrap()
+    );
+    ok(&["aggregate", "--graph", graph, "--out", "/dev/null", log]);
+}
