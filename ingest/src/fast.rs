@@ -360,6 +360,31 @@ type Settled = (RoundResult, Vec<(Src, RejectReason)>, u64);
 /// ranges.
 type Work<'n> = Result<u32, (u64, u32, &'n NetInfo, State, Vec<(u32, u64, u64)>)>;
 
+/// The byte ranges `(file, first, last)` of several rounds as the fewest stretches to read:
+/// sorted, and merged where they overlap or where the gap between them is at most `gap`
+/// bytes (reading a short gap costs less than starting another pass).
+fn merge_spans(mut spans: Vec<(u32, u64, u64)>, gap: u64) -> Vec<(u32, u64, u64)> {
+    spans.sort_unstable();
+    let mut merged: Vec<(u32, u64, u64)> = Vec::with_capacity(spans.len());
+    for (file, first, last) in spans {
+        match merged.last_mut() {
+            Some((f, _, hi)) if *f == file && first <= hi.saturating_add(gap) => {
+                *hi = (*hi).max(last);
+            }
+            _ => merged.push((file, first, last)),
+        }
+    }
+    merged
+}
+
+/// A round to aggregate again at the end (see `ColumnarAggregator::redo_all`): its key, its
+/// net's roster, and the byte ranges its frames came from.
+struct Redo<'n> {
+    key: u64,
+    info: &'n NetInfo,
+    ranges: Vec<(u32, u64, u64)>,
+}
+
 /// Rounds settled on the pool before their rejects go to the list (see `finish`).
 const SETTLE_CHUNK: usize = 256;
 
@@ -1798,14 +1823,39 @@ impl<'a> ColumnarAggregator<'a> {
             }
         }
         counts[RejectReason::Duplicate as usize] -= withdrawn;
-        // Rounds are settled (or aggregated again) on the pool a chunk at a time, and each
-        // chunk's rejects go to the list, which spills, before the next: a round read again
-        // lists its duplicates once more, and the same logs given twice make every frame a
-        // duplicate, so holding every round's list at once would grow with the input.
-        // A chunk holds up to `SETTLE_CHUNK` rounds still to settle or redo, with the stored
-        // rows between them. Counting only those keeps each chunk's work on the pool large
-        // enough to be shared: chunks of 256 rounds of any kind held about a dozen to settle
-        // each (the last round of each net, in a log written net by net), which one thread
+        // Rounds read again first, in batches that share their passes over the logs (see
+        // `redo_all`); their rejects go to the list as each wave is done, their rows are
+        // merged into the others' by key at the end.
+        let mut redo = Vec::new();
+        for item in &mut work {
+            match item.take() {
+                Some(Err((key, _, info, State::Dirty | State::Settled(_), ranges))) => {
+                    redo.push(Redo { key, info, ranges });
+                }
+                other => *item = other,
+            }
+        }
+        let mut redone_rows = Vec::with_capacity(redo.len());
+        self.redo_all(redo, collect, |(row, group_rejects, kept)| {
+            report.frames_kept += kept;
+            for &(_, reason) in &group_rejects {
+                counts[reason as usize] += 1;
+            }
+            if collect {
+                for (src, reason) in group_rejects {
+                    rejects.push(src.0, reason)?;
+                }
+            }
+            redone_rows.push(row);
+            Ok(())
+        })?;
+        // The other rounds are settled on the pool a chunk at a time, and each chunk's rejects
+        // go to the list, which spills, before the next: the same logs given twice make every
+        // frame a duplicate, so holding every round's list at once would grow with the input.
+        // A chunk holds up to `SETTLE_CHUNK` rounds still to settle, with the stored rows
+        // between them. Counting only those keeps each chunk's work on the pool large enough
+        // to be shared: chunks of 256 rounds of any kind held about a dozen to settle each
+        // (the last round of each net, in a log written net by net), which one thread
         // finished before the other had woken up.
         let mut chunks = Vec::new();
         let (mut start, mut heavy) = (0, 0);
@@ -1824,16 +1874,12 @@ impl<'a> ColumnarAggregator<'a> {
             let mut settled: std::collections::VecDeque<Settled> = chunk
                 .par_iter_mut()
                 .filter_map(|item| match item.take() {
-                    Some(Err(work)) => Some(work),
+                    Some(Err((key, net, info, State::Open(group), _))) => {
+                        Some(self.settle(net, key as u32, info, &group))
+                    }
                     stored => {
                         *item = stored;
                         None
-                    }
-                })
-                .map(|(key, net, info, state, ranges)| match state {
-                    State::Open(group) => self.settle(net, key as u32, info, &group),
-                    State::Dirty | State::Settled(_) => {
-                        self.redo(net, key as u32, info, &ranges, collect)
                     }
                 })
                 .collect::<Vec<_>>()
@@ -1859,6 +1905,13 @@ impl<'a> ColumnarAggregator<'a> {
                 report.rounds.push(row);
             }
         }
+        if !redone_rows.is_empty() {
+            // Both lists are rounds of distinct keys; the result lists them all by key.
+            report.rounds.append(&mut redone_rows);
+            report
+                .rounds
+                .sort_unstable_by_key(|row| (row.dc_net_id, row.round));
+        }
         let mut tallied = RejectCounts::default();
         for (reason, n) in RejectReason::ALL.into_iter().zip(counts) {
             tallied.add_n(reason, n);
@@ -1868,20 +1921,82 @@ impl<'a> ColumnarAggregator<'a> {
         Ok(report)
     }
 
-    /// Aggregates a dirty group again from scratch: reads back every frame in its byte
-    /// ranges, keeps those of this (net, round) that pass the per-frame rules, and settles.
-    /// Per-frame rejects were counted the first time; only duplicates are reported again.
-    fn redo(
+    /// Aggregates the dirty groups `rounds` again from scratch: reads back every frame in
+    /// their byte ranges, keeps those of each (net, round) that pass the per-frame rules, and
+    /// settles. Per-frame rejects were counted the first time; only duplicates are reported
+    /// again. Each round's result goes to `done` as it is settled, with its position in
+    /// `rounds`.
+    ///
+    /// Rounds whose ranges lie in the same stretch of a log share one pass over it: in a log
+    /// whose nets are interleaved a round's range spans the frames of every net for that
+    /// round, so reading it once per round redone read the log thousands of times over when
+    /// a small `--group-memory` sent many rounds back. The rounds are put in log order and cut
+    /// into batches whose groups together take at most the budget shared among the threads,
+    /// each batch read in one pass on the pool; a wave of as many batches as threads runs at
+    /// a time, and its results reach `done` before the next, so that what waits for `done`
+    /// stays bounded too.
+    fn redo_all(
         &self,
-        net: u32,
-        round: u32,
-        info: &NetInfo,
-        ranges: &[(u32, u64, u64)],
+        mut rounds: Vec<Redo<'_>>,
         collect: bool,
-    ) -> Settled {
-        let mut group = Group::new(info.clients.len(), self.lanes);
-        let mut tally = Tally::new(collect);
-        for &(file, first, last) in ranges {
+        mut done: impl FnMut(Settled) -> Result<(), SpillError>,
+    ) -> Result<(), SpillError> {
+        rounds.sort_unstable_by_key(|redo| {
+            let first = redo.ranges.iter().map(|&(file, lo, _)| (file, lo)).min();
+            (first, redo.key)
+        });
+        let threads = rayon::current_num_threads().max(1);
+        let limit = (self.budget / threads as u64).max(1);
+        let mut batches: Vec<Vec<Redo<'_>>> = Vec::new();
+        let mut bytes = 0;
+        for redo in rounds {
+            let footprint = Group::footprint(redo.info.clients.len());
+            match batches.last_mut() {
+                Some(batch) if bytes + footprint <= limit => batch.push(redo),
+                _ => {
+                    bytes = 0;
+                    batches.push(vec![redo]);
+                }
+            }
+            bytes += footprint;
+        }
+        let mut batches = batches.into_iter().peekable();
+        while batches.peek().is_some() {
+            let wave: Vec<Vec<Redo<'_>>> = batches.by_ref().take(threads).collect();
+            let settled: Vec<Vec<Settled>> = wave
+                .into_par_iter()
+                .map(|batch| self.redo_batch(&batch, collect))
+                .collect();
+            for result in settled.into_iter().flatten() {
+                done(result)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The rounds of `batch` aggregated again in one pass over the union of their ranges,
+    /// merged where they overlap or lie within a morsel of each other, and settled (see
+    /// [`Self::redo_all`]).
+    fn redo_batch(&self, batch: &[Redo<'_>], collect: bool) -> Vec<Settled> {
+        let mut groups: Vec<Group> = batch
+            .iter()
+            .map(|redo| Group::new(redo.info.clients.len(), self.lanes))
+            .collect();
+        let mut tallies: Vec<Tally> = batch.iter().map(|_| Tally::new(collect)).collect();
+        let position: rustc_hash::FxHashMap<u64, usize> = batch
+            .iter()
+            .enumerate()
+            .map(|(at, redo)| (redo.key, at))
+            .collect();
+        let step = self.redo_morsel_frames * self.frame_len;
+        let spans = merge_spans(
+            batch
+                .iter()
+                .flat_map(|redo| redo.ranges.iter().copied())
+                .collect(),
+            step as u64,
+        );
+        for (file, first, last) in spans {
             let Some(&bytes) = self.inputs.files.get(file as usize) else {
                 continue;
             };
@@ -1894,13 +2009,12 @@ impl<'a> ColumnarAggregator<'a> {
             let (Ok(first), Ok(last)) = (usize::try_from(first), usize::try_from(last)) else {
                 continue;
             };
-            // The range is read a morsel at a time into reused columns: in a log in no
+            // The span is read a morsel at a time into reused columns: in a log in no
             // particular order a round's range can span most of the file, and reading it whole
             // held a column row per frame of it (38 MB for a 41 MB log, per round redone).
             let mut columns =
                 crate::columnar::FrameColumns::new(self.lanes, self.redo_morsel_frames);
             let mut scan_rejects = Vec::new();
-            let step = self.redo_morsel_frames * self.frame_len;
             let mut pos = first;
             while pos <= last {
                 scan_rejects.clear();
@@ -1914,68 +2028,86 @@ impl<'a> ColumnarAggregator<'a> {
                     &mut scan_rejects,
                 )
                 .max(end);
-                let Ok(batch) = columns.finish(file) else {
+                let Ok(frames) = columns.finish(file) else {
                     continue;
                 };
-                self.redo_batch(net, round, info, &batch, &mut group, &mut tally);
-                columns.recycle(batch);
+                self.redo_rows(&frames, batch, &position, &mut groups, &mut tallies);
+                columns.recycle(frames);
             }
         }
-        let (row, mut rejects, kept) = self.settle(net, round, info, &group);
-        let duplicates = tally.counts[RejectReason::Duplicate as usize];
-        if collect {
-            rejects.extend(tally.rejects);
-        } else {
-            rejects.extend((0..duplicates).map(|_| (Src(0), RejectReason::Duplicate)));
-        }
-        (row, rejects, kept)
+        batch
+            .iter()
+            .zip(groups)
+            .zip(tallies)
+            .map(|((redo, group), tally)| {
+                let (net, round) = ((redo.key >> 32) as u32, redo.key as u32);
+                let (row, mut rejects, kept) = self.settle(net, round, redo.info, &group);
+                let duplicates = tally.counts[RejectReason::Duplicate as usize];
+                if collect {
+                    rejects.extend(tally.rejects);
+                } else {
+                    rejects.extend((0..duplicates).map(|_| (Src(0), RejectReason::Duplicate)));
+                }
+                (row, rejects, kept)
+            })
+            .collect()
     }
 
-    /// The frames of (`net`, `round`) in `batch` that pass the per-frame rules, applied to
-    /// `group` (see [`Self::redo`]).
-    fn redo_batch(
+    /// The frames of `frames` that belong to a round of `batch`, lie within one of that
+    /// round's ranges (so that a round sees exactly the frames it would reading its ranges
+    /// alone) and pass the per-frame rules, applied to its group (see [`Self::redo_all`]).
+    fn redo_rows(
         &self,
-        net: u32,
-        round: u32,
-        info: &NetInfo,
-        batch: &FrameBatch,
-        group: &mut Group,
-        tally: &mut Tally,
+        frames: &FrameBatch,
+        batch: &[Redo<'_>],
+        position: &rustc_hash::FxHashMap<u64, usize>,
+        groups: &mut [Group],
+        tallies: &mut [Tally],
     ) {
-        let deadline = self.options.round_deadline(round);
-        {
-            let codes = batch.notification();
-            let transmission = batch.transmission();
-            let mut accepted = Vec::new();
-            let timestamps = batch.timestamp_ms();
-            let rows = batch
-                .dc_net_id()
+        let file = frames.file;
+        let (nets, rounds, clients) = (frames.dc_net_id(), frames.round(), frames.client_id());
+        let codes = frames.notification();
+        let transmission = frames.transmission();
+        let timestamps = frames.timestamp_ms();
+        let lanes: Vec<&[u64]> = (0..self.lanes).map(|l| frames.lane(l)).collect();
+        // Rows of one round come in runs, so the last lookup is kept.
+        let mut last: Option<(u64, Option<usize>)> = None;
+        for row in 0..frames.len() {
+            let key = (u64::from(nets[row]) << 32) | u64::from(rounds[row]);
+            let at = match last {
+                Some((seen, at)) if seen == key => at,
+                _ => {
+                    let at = position.get(&key).copied();
+                    last = Some((key, at));
+                    at
+                }
+            };
+            let Some(at) = at else {
+                continue;
+            };
+            let redo = &batch[at];
+            let offset = frames.offsets[row];
+            if !redo
+                .ranges
                 .iter()
-                .zip(batch.round())
-                .zip(batch.client_id())
-                .enumerate();
-            for (row, ((&frame_net, &frame_round), &client)) in rows {
-                if frame_net != net || frame_round != round {
-                    continue;
-                }
-                // The per-frame rules of `add_run`, without counting: those rejects were
-                // counted when the frames were first read.
-                let usable = match codes[row] {
-                    code if code == Notification::Transmit as u8 => {
-                        transmission.value(row) && deadline.is_none_or(|d| timestamps[row] <= d)
-                    }
-                    code => code == Notification::Resend as u8,
-                };
-                if !usable {
-                    continue;
-                }
-                if let Some(slot) = info.index.get(client) {
-                    accepted.push((row as u32, slot as u32));
-                }
+                .any(|&(f, lo, hi)| f == file && (lo..=hi).contains(&offset))
+            {
+                continue;
             }
-            let lanes: Vec<&[u64]> = (0..self.lanes).map(|l| batch.lane(l)).collect();
-            for (row, slot) in accepted {
-                self.apply(group, batch, &lanes, row as usize, slot as usize, tally);
+            // The per-frame rules of `add_run`, without counting: those rejects were counted
+            // when the frames were first read.
+            let usable = match codes[row] {
+                code if code == Notification::Transmit as u8 => {
+                    let deadline = self.options.round_deadline(rounds[row]);
+                    transmission.value(row) && deadline.is_none_or(|d| timestamps[row] <= d)
+                }
+                code => code == Notification::Resend as u8,
+            };
+            if !usable {
+                continue;
+            }
+            if let Some(slot) = redo.info.index.get(clients[row]) {
+                self.apply(&mut groups[at], frames, &lanes, row, slot, &mut tallies[at]);
             }
         }
     }
@@ -2244,5 +2376,26 @@ mod tests {
         assert!(!roster.contains(&index.vacant));
         assert!(index.vacant < u32::MAX - 1);
         assert_eq!(index.get(index.vacant), None);
+    }
+
+    #[test]
+    fn spans_merge_where_they_overlap_or_nearly_touch() {
+        // Hand-worked: file 0 has 100..=200 inside 64..=300, then 310..=400 within a gap of 10
+        // of it, then 500..=600 beyond; file 1's 120..=130 lies 20 bytes after its 64..=100,
+        // and file 1's ranges never merge with file 0's.
+        let spans = vec![
+            (1, 64, 100),
+            (0, 500, 600),
+            (0, 100, 200),
+            (0, 310, 400),
+            (0, 64, 300),
+            (1, 120, 130),
+        ];
+        assert_eq!(
+            merge_spans(spans.clone(), 10),
+            vec![(0, 64, 400), (0, 500, 600), (1, 64, 100), (1, 120, 130)]
+        );
+        assert_eq!(merge_spans(spans, 100), vec![(0, 64, 600), (1, 64, 130)]);
+        assert_eq!(merge_spans(Vec::new(), 10), Vec::new());
     }
 }
