@@ -360,6 +360,24 @@ type Settled = (RoundResult, Vec<(Src, RejectReason)>, u64);
 /// ranges.
 type Work<'n> = Result<u32, (u64, u32, &'n NetInfo, State, Vec<(u32, u64, u64)>)>;
 
+/// Counts a settled round's rejects by reason, and lists them when rejects are `collect`ed.
+fn count_rejects(
+    group_rejects: Vec<(Src, RejectReason)>,
+    collect: bool,
+    counts: &mut [u64],
+    rejects: &mut RejectSink,
+) -> Result<(), SpillError> {
+    for &(_, reason) in &group_rejects {
+        counts[reason as usize] += 1;
+    }
+    if collect {
+        for (src, reason) in group_rejects {
+            rejects.push(src.0, reason)?;
+        }
+    }
+    Ok(())
+}
+
 /// The byte ranges `(file, first, last)` of several rounds as the fewest stretches to read:
 /// sorted, and merged where they overlap or where the gap between them is at most `gap`
 /// bytes (reading a short gap costs less than starting another pass).
@@ -1838,14 +1856,7 @@ impl<'a> ColumnarAggregator<'a> {
         let mut redone_rows = Vec::with_capacity(redo.len());
         self.redo_all(redo, collect, |(row, group_rejects, kept)| {
             report.frames_kept += kept;
-            for &(_, reason) in &group_rejects {
-                counts[reason as usize] += 1;
-            }
-            if collect {
-                for (src, reason) in group_rejects {
-                    rejects.push(src.0, reason)?;
-                }
-            }
+            count_rejects(group_rejects, collect, &mut counts, &mut rejects)?;
             redone_rows.push(row);
             Ok(())
         })?;
@@ -1894,14 +1905,7 @@ impl<'a> ColumnarAggregator<'a> {
                     },
                 };
                 report.frames_kept += kept;
-                for &(_, reason) in &group_rejects {
-                    counts[reason as usize] += 1;
-                }
-                if collect {
-                    for (src, reason) in group_rejects {
-                        rejects.push(src.0, reason)?;
-                    }
-                }
+                count_rejects(group_rejects, collect, &mut counts, &mut rejects)?;
                 report.rounds.push(row);
             }
         }

@@ -379,32 +379,29 @@ fn outputs_are_opened_before_the_run_and_a_failed_run_leaves_them_as_they_were()
     let missing_graph = dir.path().join("no-such-graph.csv");
     let missing_graph = missing_graph.to_str().unwrap();
 
+    // One output flag, one path: the run's output.
+    let aggregate = |graph: &str, flag: &str, path: &Path| {
+        crate::dcnet(&[
+            "aggregate",
+            "--graph",
+            graph,
+            flag,
+            path.to_str().unwrap(),
+            log,
+        ])
+    };
     // An output that cannot be created is named before any input is read: with a missing
     // graph as well, the error is the output's.
     let unwritable = dir.path().join("no-such-dir").join("global.csv");
-    let output = crate::dcnet(&[
-        "aggregate",
-        "--graph",
-        missing_graph,
-        "--out",
-        unwritable.to_str().unwrap(),
-        log,
-    ]);
-    assert!(!output.status.success());
-    let error = crate::stderr(&output);
-    assert!(
-        error.contains("cannot create") && error.contains("no-such-dir"),
-        "{error}"
-    );
-    let output = crate::dcnet(&[
-        "aggregate",
-        "--graph",
-        missing_graph,
-        "--rejects",
-        unwritable.to_str().unwrap(),
-        log,
-    ]);
-    assert!(crate::stderr(&output).contains("no-such-dir"));
+    for flag in ["--out", "--rejects"] {
+        let output = aggregate(missing_graph, flag, &unwritable);
+        assert!(!output.status.success());
+        let error = crate::stderr(&output);
+        assert!(
+            error.contains("cannot create") && error.contains("no-such-dir"),
+            "{flag}: {error}"
+        );
+    }
 
     // A run that fails keeps an existing file's content and removes a file it created.
     let existing = dir.path().join("kept.csv");
@@ -432,25 +429,12 @@ fn outputs_are_opened_before_the_run_and_a_failed_run_leaves_them_as_they_were()
     // results as well (nothing to truncate there).
     std::fs::write(&existing, "x".repeat(1 << 16)).unwrap();
     let fresh = dir.path().join("fresh.csv");
-    ok(&[
-        "aggregate",
-        "--graph",
-        graph,
-        "--out",
-        fresh.to_str().unwrap(),
-        log,
-    ]);
-    ok(&[
-        "aggregate",
-        "--graph",
-        graph,
-        "--out",
-        existing.to_str().unwrap(),
-        log,
-    ]);
+    assert!(aggregate(graph, "--out", &fresh).status.success());
+    assert!(aggregate(graph, "--out", &existing).status.success());
     assert_eq!(
         std::fs::read(&existing).unwrap(),
         std::fs::read(&fresh).unwrap()
     );
+    assert!(!std::fs::read(&fresh).unwrap().is_empty());
     ok(&["aggregate", "--graph", graph, "--out", "/dev/null", log]);
 }
