@@ -1928,17 +1928,17 @@ impl<'a> ColumnarAggregator<'a> {
     /// Aggregates the dirty groups `rounds` again from scratch: reads back every frame in
     /// their byte ranges, keeps those of each (net, round) that pass the per-frame rules, and
     /// settles. Per-frame rejects were counted the first time; only duplicates are reported
-    /// again. Each round's result goes to `done` as it is settled, with its position in
-    /// `rounds`.
+    /// again. Each round's result goes to `done`, in no particular order.
     ///
     /// Rounds whose ranges lie in the same stretch of a log share one pass over it: in a log
     /// whose nets are interleaved a round's range spans the frames of every net for that
     /// round, so reading it once per round redone read the log thousands of times over when
     /// a small `--group-memory` sent many rounds back. The rounds are put in log order and cut
     /// into batches whose groups together take at most the budget shared among the threads,
-    /// each batch read in one pass on the pool; a wave of as many batches as threads runs at
-    /// a time, and its results reach `done` before the next, so that what waits for `done`
-    /// stays bounded too.
+    /// and of at most `SETTLE_CHUNK` rounds, each batch read in one pass on the pool; a wave
+    /// of as many batches as threads runs at a time, and its results reach `done` before the
+    /// next. So what waits for `done` is bounded as the settling of other rounds is: the
+    /// same logs given twice make every frame a duplicate, and a batch's results list them.
     fn redo_all(
         &self,
         mut rounds: Vec<Redo<'_>>,
@@ -1956,7 +1956,9 @@ impl<'a> ColumnarAggregator<'a> {
         for redo in rounds {
             let footprint = Group::footprint(redo.info.clients.len());
             match batches.last_mut() {
-                Some(batch) if bytes + footprint <= limit => batch.push(redo),
+                Some(batch) if bytes + footprint <= limit && batch.len() < SETTLE_CHUNK => {
+                    batch.push(redo);
+                }
                 _ => {
                     bytes = 0;
                     batches.push(vec![redo]);
