@@ -254,13 +254,10 @@ fn plain_field(text: &[u8], at: usize) -> Option<(u32, usize)> {
     if digits == 0 || digits > 10 {
         return None;
     }
-    // Ten digits cannot overflow a u64, so the range is checked once (see `parse_u32`).
-    let value = text[start..start + digits]
-        .iter()
-        .fold(0u64, |value, byte| value * 10 + u64::from(byte - b'0'));
     let end = start + digits;
+    let value = parse_u32(&text[start..end])?;
     let after = end + text[end..].iter().take_while(|byte| is_blank(byte)).count();
-    Some((u32::try_from(value).ok()?, after))
+    Some((value, after))
 }
 
 /// Reads `graph.csv` from a file (or standard input for `-`).
