@@ -140,6 +140,34 @@ fn append_edges(edges: &mut EdgeLists, net: u32, list: Vec<(u32, u32)>) {
     }
 }
 
+/// Edge rows gathered per run of one net before they go into the map: a provider's graph.csv
+/// has millions of rows, net after net, and one map lookup per run is cheaper than per row.
+#[derive(Default)]
+struct NetRuns {
+    edges: EdgeLists,
+    current: Option<(u32, Vec<(u32, u32)>)>,
+}
+
+impl NetRuns {
+    fn push(&mut self, net: u32, edge: (u32, u32)) {
+        match &mut self.current {
+            Some((at, list)) if *at == net => list.push(edge),
+            _ => {
+                if let Some((net, list)) = self.current.replace((net, vec![edge])) {
+                    append_edges(&mut self.edges, net, list);
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> EdgeLists {
+        if let Some((net, list)) = self.current.take() {
+            append_edges(&mut self.edges, net, list);
+        }
+        self.edges
+    }
+}
+
 /// Reads `graph.csv` from `reader` (named `path` in errors): one key graph per net. The text
 /// is read into memory first, so that errors can name lines as [`load_graph_csv`] does.
 pub fn read_graph_csv(path: &Path, reader: impl Read) -> Result<Nets, TableError> {
@@ -182,16 +210,13 @@ fn read_body(
     {
         return Ok(edges);
     }
-    let mut edges = EdgeLists::new();
     read_edges(
         path,
         text,
         range.start,
         &mut graph_reader(rows, false),
         width,
-        &mut edges,
-    )?;
-    Ok(edges)
+    )
 }
 
 /// The edge rows of `text` when every one is plain, `net,a,b` in decimal digits with spaces or
@@ -205,8 +230,7 @@ fn read_body(
 /// long as aggregating a day of frames. Lines end as the CSV reader ends records (`\n`, `\r`
 /// or both), and empty lines are skipped as it skips them.
 fn read_plain_edges(text: &[u8]) -> Option<EdgeLists> {
-    let mut edges = EdgeLists::new();
-    let mut current: Option<(u32, Vec<(u32, u32)>)> = None;
+    let mut runs = NetRuns::default();
     let mut at = 0;
     while let Some(&byte) = text.get(at) {
         if byte == b'\n' || byte == b'\r' {
@@ -219,21 +243,10 @@ fn read_plain_edges(text: &[u8]) -> Option<EdgeLists> {
         if a == b || !matches!(text.get(after_b), None | Some(b'\n' | b'\r')) {
             return None;
         }
-        match &mut current {
-            Some((at_net, list)) if *at_net == net => list.push((a, b)),
-            _ => {
-                if let Some((net, list)) = current.take() {
-                    append_edges(&mut edges, net, list);
-                }
-                current = Some((net, vec![(a, b)]));
-            }
-        }
+        runs.push(net, (a, b));
         at = after_b;
     }
-    if let Some((net, list)) = current {
-        append_edges(&mut edges, net, list);
-    }
-    Some(edges)
+    Some(runs.finish())
 }
 
 /// The position after the comma expected at `at`.
@@ -341,25 +354,18 @@ fn graph_header<R: Read>(
     Ok(header.len())
 }
 
-/// Reads the edge rows of `csv`, each `width` fields, into `edges`. `csv` reads `text` (the
-/// whole file) from byte `start` on, which names the lines in errors.
+/// Reads the edge rows of `csv`, each `width` fields. `csv` reads `text` (the whole file)
+/// from byte `start` on, which names the lines in errors.
 fn read_edges<R: Read>(
     path: &Path,
     text: &[u8],
     start: usize,
     csv: &mut csv::Reader<R>,
     width: usize,
-    edges: &mut EdgeLists,
-) -> Result<(), TableError> {
-    // One record reused for every row, and the rows of one net gathered before they go into
-    // the map: a provider's graph.csv has millions of rows, net after net.
+) -> Result<EdgeLists, TableError> {
+    // One record reused for every row: a provider's graph.csv has millions of rows.
     let mut record = csv::ByteRecord::new();
-    let mut current: Option<(u32, Vec<(u32, u32)>)> = None;
-    let flush = |current: Option<(u32, Vec<(u32, u32)>)>, edges: &mut EdgeLists| {
-        if let Some((net, list)) = current {
-            append_edges(edges, net, list);
-        }
-    };
+    let mut runs = NetRuns::default();
     while csv
         .read_byte_record(&mut record)
         .map_err(|e| csv_error(path, text, start, e))?
@@ -389,16 +395,9 @@ fn read_edges<R: Read>(
                 error: GraphError::SelfEdge { net, client: a },
             });
         }
-        match &mut current {
-            Some((at, list)) if *at == net => list.push((a, b)),
-            _ => {
-                flush(current.take(), edges);
-                current = Some((net, vec![(a, b)]));
-            }
-        }
+        runs.push(net, (a, b));
     }
-    flush(current, edges);
-    Ok(())
+    Ok(runs.finish())
 }
 
 /// Field `index` of a graph row as a decimal u32 (surrounding spaces allowed).
@@ -797,10 +796,13 @@ mod tests {
 
     /// The rows of `text` as the CSV reader and the field parser read them.
     fn edges_by_csv(text: &[u8]) -> Result<EdgeLists, TableError> {
-        let mut edges = EdgeLists::new();
-        let mut csv = graph_reader(text, false);
-        read_edges(Path::new("g.csv"), text, 0, &mut csv, 3, &mut edges)?;
-        Ok(edges)
+        read_edges(
+            Path::new("g.csv"),
+            text,
+            0,
+            &mut graph_reader(text, false),
+            3,
+        )
     }
 
     #[test]
